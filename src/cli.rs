@@ -1,0 +1,251 @@
+//! Command-line flags, following node_exporter's conventions: `--web.*`,
+//! `--path.*`, `--log.*`, and `--[no-]collector.<name>` generated from the
+//! collector table, with options as `--collector.<name>.<option>`.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, ArgMatches, Command, FromArgMatches, Parser, ValueEnum};
+
+use crate::collector::REGISTRY;
+
+/// The default listen port: in the exporter range 9100–9999 and not used by
+/// node_exporter (9100), chrony_exporter (9123), blackbox (9115) or
+/// sapcc/ntp_exporter (9559).
+pub const DEFAULT_PORT: u16 = 9857;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `key=value` pairs.
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Start, stop and state changes.
+    Info,
+    /// Everything.
+    Debug,
+}
+
+/// The global flags; collector flags are added by [`command`].
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "clock_exporter",
+    version,
+    about = "Prometheus exporter that tells whether this host's clock can be trusted, and why not."
+)]
+pub struct Cli {
+    /// Address to listen on, `host:port` or `:port` for every address; repeat for several.
+    #[arg(long = "web.listen-address", default_values_t = vec![format!(":{DEFAULT_PORT}")], action = clap::ArgAction::Append, value_parser = parse_listen_address_text)]
+    pub listen_addresses: Vec<String>,
+
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = parse_path)]
+    pub telemetry_path: String,
+
+    /// Scrapes served at once; more get 503 rather than a queue.
+    #[arg(long = "web.max-requests", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_requests: u32,
+
+    /// Open connections at once; the accept loop waits for one to close beyond this.
+    #[arg(long = "web.max-connections", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Time a client has to send a request's headers, counted from connection or from the previous response, so it also bounds idle keep-alive connections.
+    #[arg(long = "web.read-header-timeout", default_value = "30s", value_parser = parse_duration)]
+    pub read_header_timeout: Duration,
+
+    /// Upper bound on each collector's time in one scrape; a collector that takes longer costs only its own series.
+    #[arg(long = "scrape.timeout", default_value = "5s", value_parser = parse_duration)]
+    pub scrape_timeout: Duration,
+
+    /// procfs mount point.
+    #[arg(long = "path.procfs", default_value = "/proc")]
+    pub procfs: PathBuf,
+
+    /// sysfs mount point.
+    #[arg(long = "path.sysfs", default_value = "/sys")]
+    pub sysfs: PathBuf,
+
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
+    pub log_format: LogFormat,
+}
+
+/// A boolean flag pair in kingpin's style: `--name` and `--no-name`, the last
+/// one given winning, `default` when neither is. Read it with [`flag`].
+pub fn bool_flag(name: &str, default: bool, help: &str) -> [Arg; 2] {
+    let no = format!("no-{name}");
+    [
+        Arg::new(name.to_owned())
+            .long(name.to_owned())
+            .action(ArgAction::SetTrue)
+            .default_value(if default { "true" } else { "false" })
+            .overrides_with(no.clone())
+            .help(format!(
+                "{help} (default: {}; --{no} to disable)",
+                if default { "enabled" } else { "disabled" }
+            )),
+        Arg::new(no.clone())
+            .long(no)
+            .action(ArgAction::SetTrue)
+            .overrides_with(name.to_owned())
+            .hide(true),
+    ]
+}
+
+/// Reads a flag pair declared with [`bool_flag`].
+pub fn flag(m: &ArgMatches, name: &str) -> bool {
+    !m.get_flag(&format!("no-{name}")) && m.get_flag(name)
+}
+
+/// The full command: global flags, then each collector's enable flag and options.
+pub fn command() -> Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    for reg in REGISTRY {
+        cmd = cmd.args(bool_flag(
+            &format!("collector.{}", reg.name),
+            reg.default_enabled,
+            &format!("Enable the {} collector: {}.", reg.name, reg.help),
+        ));
+        cmd = cmd.args((reg.args)());
+    }
+    cmd
+}
+
+/// Parses the process's arguments (exits with usage on error, as clap does).
+pub fn parse() -> (Cli, ArgMatches) {
+    parse_from(std::env::args_os())
+}
+
+/// Parses the given arguments.
+pub fn parse_from<I, T>(args: I) -> (Cli, ArgMatches)
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let m = command().get_matches_from(args);
+    let cli = Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit());
+    (cli, m)
+}
+
+/// Parses a duration the way Prometheus writes them: a number and a unit
+/// (`ms`, `s`, `m`, `h`), e.g. `500ms`, `5s`, `1m`; decimals allowed.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{s:?}: missing unit (ms, s, m or h)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: not a number followed by a unit"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn parse_path(s: &str) -> Result<String, String> {
+    if s.starts_with('/') && s.len() > 1 {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?}: must start with / and not be the root"))
+    }
+}
+
+fn parse_listen_address_text(s: &str) -> Result<String, String> {
+    parse_listen_address(s).map(|_| s.to_owned())
+}
+
+/// Resolves a listen address: `:port` means every address (`[::]`, which on
+/// Linux also accepts IPv4 unless `net.ipv6.bindv6only` is set).
+pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| format!("{s:?}: bad port"))?;
+        return Ok(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)));
+    }
+    s.parse::<SocketAddr>()
+        .map_err(|_| format!("{s:?}: expected host:port with a literal IP, or :port"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("1e999s").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            parse_listen_address(":9857"),
+            Ok("[::]:9857".parse().expect("addr"))
+        );
+        assert_eq!(
+            parse_listen_address("127.0.0.1:1"),
+            Ok("127.0.0.1:1".parse().expect("addr"))
+        );
+        assert!(parse_listen_address("localhost:1").is_err());
+        assert!(parse_listen_address(":99999").is_err());
+    }
+
+    #[test]
+    fn collector_flags_come_from_the_table_and_the_last_one_wins() {
+        let (_, m) = parse_from(["x"]);
+        assert!(flag(&m, "collector.timex"));
+        let (_, m) = parse_from(["x", "--no-collector.timex"]);
+        assert!(!flag(&m, "collector.timex"));
+        let (_, m) = parse_from(["x", "--no-collector.timex", "--collector.timex"]);
+        assert!(flag(&m, "collector.timex"));
+        let (_, m) = parse_from(["x", "--collector.timex", "--no-collector.timex"]);
+        assert!(!flag(&m, "collector.timex"));
+        for reg in REGISTRY {
+            let (_, m) = parse_from(["x".to_owned(), format!("--no-collector.{}", reg.name)]);
+            assert!(!flag(&m, &format!("collector.{}", reg.name)));
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let (cli, _) = parse_from(["x"]);
+        assert_eq!(cli.listen_addresses, vec![":9857".to_owned()]);
+        assert_eq!(cli.telemetry_path, "/metrics");
+        assert_eq!(cli.max_requests, 40);
+        assert_eq!(cli.procfs, PathBuf::from("/proc"));
+        assert_eq!(cli.log_format, LogFormat::Logfmt);
+    }
+
+    #[test]
+    fn command_is_consistent() {
+        command().debug_assert();
+    }
+}

@@ -1,0 +1,315 @@
+//! The HTTP server: `/` (landing page), the telemetry path, 404 elsewhere,
+//! 405 for methods other than GET and HEAD. Bounded everywhere: concurrent
+//! scrapes (503 beyond), open connections, header size, header-read time.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::metrics::{self, Format};
+use crate::scrape::{Scraper, VERSION};
+
+/// The server's limits and paths.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Where metrics are served.
+    pub telemetry_path: String,
+    /// Concurrent scrapes.
+    pub max_requests: usize,
+    /// Open connections.
+    pub max_connections: usize,
+    /// hyper's header read timeout, which also ends idle keep-alive connections.
+    pub read_header_timeout: Duration,
+    /// How long in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Largest request head accepted; hyper answers 431 beyond it.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct App {
+    scraper: Arc<Scraper>,
+    cfg: WebConfig,
+    scrapes: Arc<Semaphore>,
+}
+
+impl App {
+    /// A new application.
+    pub fn new(scraper: Arc<Scraper>, cfg: WebConfig) -> Arc<App> {
+        let scrapes = Arc::new(Semaphore::new(cfg.max_requests));
+        Arc::new(App {
+            scraper,
+            cfg,
+            scrapes,
+        })
+    }
+}
+
+/// Binds every address. `[::]` falls back to `0.0.0.0` on hosts without IPv6.
+pub async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        let listener = match TcpListener::bind(addr).await {
+            Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
+                tracing::debug!(error = %e, "IPv6 unavailable, listening on IPv4 only");
+                TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()))).await
+            }
+            other => other,
+        }
+        .map_err(|e| io::Error::new(e.kind(), format!("listen on {addr}: {e}")))?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// Raises the soft open-file limit to the hard limit, as Go's runtime does for
+/// every Go exporter; connections stay capped by `--web.max-connections`.
+pub fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "could not raise the open-file limit");
+            } else {
+                tracing::debug!(from = soft, to = hard, "raised the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
+    }
+}
+
+/// Serves until `shutdown` completes, then stops accepting and gives
+/// in-flight connections `shutdown_grace` to finish.
+pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let connections = Arc::new(Semaphore::new(app.cfg.max_connections));
+    let (tx, mut rx) = mpsc::channel::<(TcpStream, OwnedSemaphorePermit)>(64);
+    let mut acceptors = tokio::task::JoinSet::new();
+    for l in listeners {
+        acceptors.spawn(accept_loop(l, connections.clone(), tx.clone()));
+    }
+    drop(tx);
+
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.cfg.read_header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            next = rx.recv() => {
+                let Some((stream, permit)) = next else { break };
+                let app = app.clone();
+                let svc = service_fn(move |req| handle(app.clone(), req));
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let watched = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = watched.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+    acceptors.abort_all();
+    tracing::info!("shutting down");
+    if tokio::time::timeout(app.cfg.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    connections: Arc<Semaphore>,
+    tx: mpsc::Sender<(TcpStream, OwnedSemaphorePermit)>,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        // Wait for a free connection slot before accepting: beyond the cap,
+        // new connections wait in the kernel's backlog instead of using a
+        // file descriptor each.
+        let Ok(permit) = connections.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(5);
+                let _ = stream.set_nodelay(true);
+                if tx.send((stream, permit)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if is_resource_exhaustion(&e) => {
+                // EMFILE and friends: accepting again at once would spin.
+                tracing::warn!(error = %e, retry_in = ?backoff, "accept failed: out of resources");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => tracing::debug!(error = %e, "accept failed"),
+        }
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn text_response(status: StatusCode, body: &str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Answers one request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let path = req.uri().path();
+    let is_metrics = path == app.cfg.telemetry_path;
+    if !(is_metrics || path == "/") {
+        return Ok(text_response(StatusCode::NOT_FOUND, "404 page not found\n"));
+    }
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => {
+            let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return Ok(r);
+        }
+    };
+    if !is_metrics {
+        let mut r = Response::new(Full::new(if head {
+            Bytes::new()
+        } else {
+            Bytes::from(landing_page(&app))
+        }));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return Ok(r);
+    }
+
+    let format = Format::negotiate(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = if head {
+        Bytes::new()
+    } else {
+        let Ok(_permit) = app.scrapes.try_acquire() else {
+            tracing::debug!("scrape refused: --web.max-requests reached");
+            return Ok(text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 too many concurrent scrapes (--web.max-requests)\n",
+            ));
+        };
+        let families = app.scraper.scrape().await;
+        Bytes::from(metrics::encode(families, format))
+    };
+    let mut r = Response::new(Full::new(body));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    Ok(r)
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The landing page: version, link to the metrics, collectors and their last status.
+pub fn landing_page(app: &App) -> String {
+    let path = html_escape(&app.cfg.telemetry_path);
+    let mut rows = String::new();
+    for (name, status) in app.scraper.statuses() {
+        let (state, detail) = match status {
+            None => ("not scraped yet".to_owned(), String::new()),
+            Some(s) if s.success => (
+                format!("ok ({:.3} s)", s.duration.as_secs_f64()),
+                html_escape(&s.message),
+            ),
+            Some(s) => (
+                format!("failed ({:.3} s)", s.duration.as_secs_f64()),
+                html_escape(&s.message),
+            ),
+        };
+        let _ = writeln!(
+            rows,
+            "<tr><td>{name}</td><td>{state}</td><td>{detail}</td></tr>"
+        );
+    }
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>clock_exporter</title></head>\n\
+         <body><h1>clock_exporter</h1>\n<p>Version {VERSION}. Can this host's clock be trusted, and why not.</p>\n\
+         <p><a href=\"{path}\">Metrics</a></p>\n<h2>Collectors</h2>\n\
+         <table><tr><th>collector</th><th>last scrape</th><th>detail</th></tr>\n{rows}</table>\n</body></html>\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            html_escape("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn exhaustion_errors() {
+        assert!(is_resource_exhaustion(&io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(!is_resource_exhaustion(&io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+    }
+}

@@ -1,0 +1,118 @@
+//! clock_exporter: a Prometheus exporter that tells whether a host's clock
+//! can be trusted, and why not.
+//!
+//! The modules are public so that integration tests and fuzz targets can
+//! reach them; the binary (`main.rs`) only parses flags and calls [`run`].
+
+pub mod cli;
+pub mod collector;
+pub mod http;
+pub mod metrics;
+pub mod scrape;
+pub mod sys;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, LogFormat, LogLevel};
+use crate::collector::Context;
+use crate::scrape::Scraper;
+use crate::sys::fs::Roots;
+
+/// Installs the global logger on stderr.
+pub fn init_logging(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+    };
+    let filter = EnvFilter::new(format!("{level},hyper=warn,h2=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let result = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Logfmt => builder
+            .event_format(tracing_logfmt::EventsFormatter::default())
+            .fmt_fields(tracing_logfmt::FieldsFormatter::default())
+            .try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("clock_exporter: logging already initialised: {e}");
+    }
+}
+
+/// Every catalogued family: the exporter's own and every collector's.
+pub fn catalogue() -> Vec<&'static metrics::Desc> {
+    let mut out: Vec<&'static metrics::Desc> = Vec::new();
+    for reg in collector::REGISTRY {
+        for d in reg.metrics {
+            if !out.iter().any(|o| std::ptr::eq(*o, *d)) {
+                out.push(d);
+            }
+        }
+    }
+    out.extend(scrape::METRICS.iter().copied());
+    out
+}
+
+/// Runs the exporter until SIGTERM or SIGINT.
+pub async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<(), String> {
+    http::raise_nofile_limit();
+    let ctx = Context {
+        roots: Roots {
+            procfs: cli.procfs.clone(),
+            sysfs: cli.sysfs.clone(),
+        },
+    };
+    let scraper = Arc::new(Scraper::from_matches(&matches, &ctx, cli.scrape_timeout)?);
+    let addrs = cli
+        .listen_addresses
+        .iter()
+        .map(|a| cli::parse_listen_address(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let listeners = http::bind(&addrs).await.map_err(|e| e.to_string())?;
+    let bound: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    tracing::info!(
+        version = scrape::VERSION,
+        revision = scrape::REVISION,
+        listen = %bound.join(","),
+        collectors = %scraper.names().join(","),
+        "clock_exporter started"
+    );
+    let app = http::App::new(
+        scraper,
+        http::WebConfig {
+            telemetry_path: cli.telemetry_path.clone(),
+            max_requests: cli.max_requests as usize,
+            max_connections: cli.max_connections as usize,
+            read_header_timeout: cli.read_header_timeout,
+            shutdown_grace: Duration::from_secs(5),
+        },
+    );
+    http::serve(listeners, app, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received SIGTERM"),
+        _ = int.recv() => tracing::info!("received SIGINT"),
+    }
+}

@@ -1,0 +1,413 @@
+//! The exporter's metric model: static descriptors, the families a scrape
+//! fills, and their encoding in both exposition formats.
+//!
+//! Collectors gather typed readings asynchronously and turn them into
+//! [`Family`] values; the scrape merges them into one list, which is then
+//! encoded synchronously through `prometheus-client` (OpenMetrics 1.0 or the
+//! classic text format 0.0.4, chosen by [`Format::negotiate`]). Every family
+//! names a `'static` [`Desc`], so the full catalogue of series is known at
+//! compile time and `docs/metrics.md` can be tested against it.
+
+use std::fmt;
+
+use prometheus_client::collector::Collector as PcCollector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
+    NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+/// Whether a series goes up and down or only up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A value that can go up and down.
+    Gauge,
+    /// A monotonic count; the name in a [`Desc`] carries no `_total`, which the
+    /// encoders append to every sample as both formats require.
+    Counter,
+}
+
+/// A static description of one metric family.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Desc {
+    /// Family name; for counters without the `_total` suffix.
+    pub name: &'static str,
+    /// One full sentence.
+    pub help: &'static str,
+    /// Gauge or counter.
+    pub kind: Kind,
+    /// Label names, in the order every sample gives their values.
+    pub labels: &'static [&'static str],
+}
+
+impl Desc {
+    /// The name a sample of this family carries (`_total` added for counters).
+    pub fn sample_name(&self) -> String {
+        match self.kind {
+            Kind::Gauge => self.name.to_owned(),
+            Kind::Counter => format!("{}_total", self.name),
+        }
+    }
+
+    /// An empty family of this description.
+    pub fn family(&'static self) -> Family {
+        Family {
+            desc: self,
+            samples: Vec::new(),
+        }
+    }
+
+    /// A family holding one unlabelled sample.
+    pub fn single(&'static self, value: f64) -> Family {
+        let mut f = self.family();
+        f.push(Vec::new(), value);
+        f
+    }
+}
+
+/// One sample: label values in the order of [`Desc::labels`], and a value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Label values, as many as the descriptor has label names.
+    pub label_values: Vec<String>,
+    /// The sample's value.
+    pub value: f64,
+}
+
+/// A metric family filled by one scrape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// What the family is.
+    pub desc: &'static Desc,
+    /// Its samples.
+    pub samples: Vec<Sample>,
+}
+
+impl Family {
+    /// Adds one sample. The number of label values must match the descriptor.
+    pub fn push(&mut self, label_values: Vec<String>, value: f64) {
+        debug_assert_eq!(
+            label_values.len(),
+            self.desc.labels.len(),
+            "label values for {}",
+            self.desc.name
+        );
+        self.samples.push(Sample {
+            label_values,
+            value,
+        });
+    }
+
+    /// Adds one sample with a builder-style call.
+    #[must_use]
+    pub fn with(mut self, label_values: Vec<String>, value: f64) -> Self {
+        self.push(label_values, value);
+        self
+    }
+}
+
+/// The family of a descriptor in a list, if present.
+pub fn find<'a>(families: &'a [Family], desc: &Desc) -> Option<&'a Family> {
+    families.iter().find(|f| std::ptr::eq(f.desc, desc))
+}
+
+impl Family {
+    /// The value of the sample whose label values start with `prefix`.
+    pub fn value(&self, prefix: &[&str]) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|s| s.label_values.iter().zip(prefix).all(|(a, b)| a == b))
+            .map(|s| s.value)
+    }
+}
+
+/// Merges families of the same descriptor (for example `clock_peer_offset_seconds`
+/// filled by both the ntpd and chrony collectors) so each is encoded once, keeping
+/// first-seen order. Families without samples are kept: an empty family is
+/// encoded as its HELP and TYPE lines only.
+pub fn merge(families: Vec<Family>) -> Vec<Family> {
+    let mut out: Vec<Family> = Vec::with_capacity(families.len());
+    for f in families {
+        if let Some(existing) = out.iter_mut().find(|e| std::ptr::eq(e.desc, f.desc)) {
+            existing.samples.extend(f.samples);
+        } else {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// The exposition format of one response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0 text.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4.
+    Text,
+}
+
+impl Format {
+    /// The `Content-Type` header value of the format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+
+    /// Picks the format for an `Accept` header as client_golang's `expfmt.Negotiate`
+    /// does: OpenMetrics only to a client that asks for it by name with a quality
+    /// at least as high as it gives the plain-text format; the classic text
+    /// format to everyone else (curl, promtool, older agents, no header).
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text;
+        };
+        let mut best_om: Option<f32> = None;
+        let mut best_text: Option<f32> = None;
+        for range in accept.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let mut q = 1.0f32;
+            for p in parts {
+                if let Some((k, v)) = p.split_once('=')
+                    && k.trim().eq_ignore_ascii_case("q")
+                {
+                    q = v
+                        .trim()
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|q| q.is_finite())
+                        .unwrap_or(0.0);
+                }
+            }
+            if q <= 0.0 {
+                continue;
+            }
+            let slot = match media.as_str() {
+                "application/openmetrics-text" => &mut best_om,
+                "text/plain" | "text/*" | "*/*" => &mut best_text,
+                _ => continue,
+            };
+            *slot = Some(slot.map_or(q, |b: f32| b.max(q)));
+        }
+        match (best_om, best_text) {
+            (Some(om), Some(t)) if om >= t => Format::OpenMetrics,
+            (Some(_), None) => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+}
+
+/// Encodes families in the given format.
+pub fn encode(families: Vec<Family>, format: Format) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Families(families)));
+    let mut out = String::with_capacity(16 * 1024);
+    // Writing into a String cannot fail; an Err here would be a bug in the
+    // label or name handling, which the tests cover.
+    let result = match format {
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+        Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry),
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "encoding metrics failed");
+    }
+    out
+}
+
+/// The snapshot as a `prometheus-client` collector, encoded on demand.
+#[derive(Debug)]
+struct Families(Vec<Family>);
+
+impl PcCollector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        for f in &self.0 {
+            let metric_type = match f.desc.kind {
+                Kind::Gauge => MetricType::Gauge,
+                Kind::Counter => MetricType::Counter,
+            };
+            let mut me = encoder.encode_descriptor(f.desc.name, f.desc.help, None, metric_type)?;
+            for s in &f.samples {
+                let labels = Labels {
+                    names: f.desc.labels,
+                    values: &s.label_values,
+                };
+                let sample_encoder = me.encode_family(&labels)?;
+                Value {
+                    kind: f.desc.kind,
+                    value: s.value,
+                }
+                .encode(sample_encoder)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Labels<'a> {
+    names: &'static [&'static str],
+    values: &'a [String],
+}
+
+impl EncodeLabelSet for Labels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        for (name, value) in self.names.iter().zip(self.values) {
+            (*name, value.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Value {
+    kind: Kind,
+    value: f64,
+}
+
+impl EncodeMetric for Value {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        match self.kind {
+            Kind::Gauge => encoder.encode_gauge(&self.value),
+            // Counters are whole numbers; encoding them as integers keeps `42`
+            // rather than `42.0` in both formats.
+            Kind::Counter => {
+                encoder.encode_counter::<NoLabelSet, _, u64>(&(self.value.max(0.0) as u64), None)
+            }
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        match self.kind {
+            Kind::Gauge => MetricType::Gauge,
+            Kind::Counter => MetricType::Counter,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static G: Desc = Desc {
+        name: "clock_test_gauge_seconds",
+        help: "A test gauge.",
+        kind: Kind::Gauge,
+        labels: &["peer"],
+    };
+    static C: Desc = Desc {
+        name: "clock_test_requests",
+        help: "A test counter.",
+        kind: Kind::Counter,
+        labels: &[],
+    };
+    static E: Desc = Desc {
+        name: "clock_test_empty",
+        help: "Never filled.",
+        kind: Kind::Gauge,
+        labels: &["x"],
+    };
+
+    fn sample() -> Vec<Family> {
+        vec![
+            G.family().with(vec!["192.0.2.1".into()], -0.087),
+            C.single(42.0),
+            G.family().with(vec!["a\"b\\c\nd".into()], 1.5),
+        ]
+    }
+
+    #[test]
+    fn text_format_is_classic_0_0_4() {
+        let out = encode(merge(sample()), Format::Text);
+        assert_eq!(
+            out,
+            "# HELP clock_test_gauge_seconds A test gauge.\n\
+             # TYPE clock_test_gauge_seconds gauge\n\
+             clock_test_gauge_seconds{peer=\"192.0.2.1\"} -0.087\n\
+             clock_test_gauge_seconds{peer=\"a\\\"b\\\\c\\nd\"} 1.5\n\
+             # HELP clock_test_requests_total A test counter.\n\
+             # TYPE clock_test_requests_total counter\n\
+             clock_test_requests_total 42\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_format_ends_with_eof_and_names_counter_family_without_total() {
+        let out = encode(merge(sample()), Format::OpenMetrics);
+        assert!(
+            out.contains("# TYPE clock_test_requests counter\n"),
+            "{out}"
+        );
+        assert!(out.contains("clock_test_requests_total 42\n"), "{out}");
+        assert!(
+            out.contains("clock_test_gauge_seconds{peer=\"192.0.2.1\"} -0.087\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("# EOF\n"), "{out}");
+    }
+
+    #[test]
+    fn empty_family_keeps_only_metadata() {
+        let out = encode(vec![E.family()], Format::Text);
+        assert_eq!(
+            out,
+            "# HELP clock_test_empty Never filled.\n# TYPE clock_test_empty gauge\n"
+        );
+    }
+
+    #[test]
+    fn special_float_values_are_spelled_as_prometheus_expects() {
+        let fams = vec![
+            G.family()
+                .with(vec!["nan".into()], f64::NAN)
+                .with(vec!["inf".into()], f64::INFINITY)
+                .with(vec!["ninf".into()], f64::NEG_INFINITY),
+        ];
+        let out = encode(fams, Format::Text);
+        assert!(out.contains("{peer=\"nan\"} NaN\n"), "{out}");
+        assert!(out.contains("{peer=\"inf\"} +Inf\n"), "{out}");
+        assert!(out.contains("{peer=\"ninf\"} -Inf\n"), "{out}");
+    }
+
+    #[test]
+    fn negotiation_follows_client_golang() {
+        // Prometheus 2.x scrape header.
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prom)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;q=0.9, application/openmetrics-text;q=0.5")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; version=1.0.0")),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Text
+        );
+        assert_eq!(Format::negotiate(Some("application/json")), Format::Text);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn negotiation_never_panics(s in ".{0,300}") {
+            let _ = Format::negotiate(Some(&s));
+        }
+
+        #[test]
+        fn any_label_value_round_trips_through_text_escaping(v in "[^\u{0}]{0,64}") {
+            let out = encode(vec![G.family().with(vec![v.clone()], 1.0)], Format::Text);
+            let line = out.lines().nth(2).unwrap_or_default();
+            let start = line.find("peer=\"").map(|i| i + 6).unwrap_or_default();
+            let end = line.rfind("\"}").unwrap_or_default();
+            let escaped = &line[start..end];
+            let unescaped = escaped.replace("\\\\", "\u{0}").replace("\\\"", "\"").replace("\\n", "\n").replace('\u{0}', "\\");
+            proptest::prop_assert_eq!(unescaped, v);
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! One scrape: every enabled collector runs concurrently under the scrape
+//! timeout, into one list of families, plus the exporter's own series.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::collector::{CollectError, Collected, Collector, Context, REGISTRY};
+use crate::metrics::{Desc, Family, Kind};
+
+/// Per-collector success.
+pub static SUCCESS: Desc = Desc {
+    name: "clock_scrape_collector_success",
+    help: "1 when the collector gathered everything it expected in this scrape, 0 when it failed or timed out.",
+    kind: Kind::Gauge,
+    labels: &["collector"],
+};
+
+/// Per-collector duration.
+pub static DURATION: Desc = Desc {
+    name: "clock_scrape_collector_duration_seconds",
+    help: "Time the collector took in this scrape, in seconds.",
+    kind: Kind::Gauge,
+    labels: &["collector"],
+};
+
+/// Build information.
+pub static BUILD_INFO: Desc = Desc {
+    name: "clock_exporter_build_info",
+    help: "The exporter's version and the source revision it was built from.",
+    kind: Kind::Gauge,
+    labels: &["version", "revision"],
+};
+
+/// The exporter's own families.
+pub static METRICS: &[&Desc] = &[&SUCCESS, &DURATION, &BUILD_INFO];
+
+/// The exporter's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The source revision, set by build.rs.
+pub const REVISION: &str = env!("CLOCK_EXPORTER_REVISION");
+
+/// What the last scrape said of one collector (for the landing page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// Whether it succeeded.
+    pub success: bool,
+    /// How long it took.
+    pub duration: Duration,
+    /// Its errors, joined; empty when none.
+    pub message: String,
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: &'static str,
+    collector: Arc<dyn Collector>,
+}
+
+impl std::fmt::Debug for dyn Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Collector")
+    }
+}
+
+/// Runs scrapes.
+#[derive(Debug)]
+pub struct Scraper {
+    entries: Vec<Entry>,
+    timeout: Duration,
+    last: Mutex<HashMap<&'static str, Status>>,
+}
+
+impl Scraper {
+    /// Builds the collectors enabled in `m`, in table order.
+    pub fn from_matches(
+        m: &clap::ArgMatches,
+        ctx: &Context,
+        timeout: Duration,
+    ) -> Result<Scraper, String> {
+        let mut entries = Vec::new();
+        for reg in REGISTRY {
+            if crate::cli::flag(m, &format!("collector.{}", reg.name)) {
+                let collector =
+                    (reg.build)(m, ctx).map_err(|e| format!("collector {}: {e}", reg.name))?;
+                entries.push(Entry {
+                    name: reg.name,
+                    collector,
+                });
+            }
+        }
+        Ok(Self::new(
+            entries.into_iter().map(|e| (e.name, e.collector)).collect(),
+            timeout,
+        ))
+    }
+
+    /// A scraper over the given collectors.
+    pub fn new(collectors: Vec<(&'static str, Arc<dyn Collector>)>, timeout: Duration) -> Scraper {
+        Scraper {
+            entries: collectors
+                .into_iter()
+                .map(|(name, collector)| Entry { name, collector })
+                .collect(),
+            timeout,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The enabled collectors' names.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.entries.iter().map(|e| e.name).collect()
+    }
+
+    /// The last status of each enabled collector, `None` before its first scrape.
+    pub fn statuses(&self) -> Vec<(&'static str, Option<Status>)> {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        self.entries
+            .iter()
+            .map(|e| (e.name, last.get(e.name).cloned()))
+            .collect()
+    }
+
+    /// Runs every collector concurrently, each under the timeout, and returns
+    /// the merged families followed by the exporter's own.
+    pub async fn scrape(&self) -> Vec<Family> {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            let fut = e.collector.clone().collect();
+            let timeout = self.timeout;
+            set.spawn(async move {
+                let start = Instant::now();
+                let result = tokio::time::timeout(timeout, fut)
+                    .await
+                    .unwrap_or_else(|_| Collected::error(CollectError::Timeout));
+                (i, result, start.elapsed())
+            });
+        }
+        let mut results: Vec<Option<(Collected, Duration)>> =
+            self.entries.iter().map(|_| None).collect();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((i, c, d)) => results[i] = Some((c, d)),
+                Err(e) => tracing::error!(error = %e, "collector task panicked"),
+            }
+        }
+
+        let mut families = Vec::new();
+        let mut success = SUCCESS.family();
+        let mut duration = DURATION.family();
+        for (e, r) in self.entries.iter().zip(results) {
+            let (c, d) = r.unwrap_or_else(|| {
+                (
+                    Collected::error(CollectError::Io("collector panicked".into())),
+                    Duration::ZERO,
+                )
+            });
+            let ok = !c.errors.iter().any(CollectError::is_failure);
+            self.record(e.name, ok, d, &c.errors);
+            success.push(vec![e.name.to_owned()], f64::from(u8::from(ok)));
+            duration.push(vec![e.name.to_owned()], d.as_secs_f64());
+            families.extend(c.families);
+        }
+        let mut families = crate::metrics::merge(families);
+        families.push(success);
+        families.push(duration);
+        families.push(
+            BUILD_INFO
+                .family()
+                .with(vec![VERSION.into(), REVISION.into()], 1.0),
+        );
+        families
+    }
+
+    /// Remembers the status and logs only when a collector's errors change, so
+    /// a persistent problem is one log line, not one per scrape.
+    fn record(
+        &self,
+        name: &'static str,
+        success: bool,
+        duration: Duration,
+        errors: &[CollectError],
+    ) {
+        let message = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = last.get(name).map(|s| s.message.clone());
+        if previous.as_deref() != Some(message.as_str()) {
+            if message.is_empty() {
+                if previous.is_some() {
+                    tracing::info!(collector = name, "collector recovered");
+                }
+            } else if success {
+                tracing::debug!(collector = name, detail = %message, "collector has no data");
+            } else {
+                tracing::warn!(collector = name, error = %message, "collector failed");
+            }
+        }
+        last.insert(
+            name,
+            Status {
+                success,
+                duration,
+                message,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::BoxFuture;
+
+    static X: Desc = Desc {
+        name: "clock_test_x",
+        help: "Test.",
+        kind: Kind::Gauge,
+        labels: &[],
+    };
+
+    struct Fixed(f64);
+    impl Collector for Fixed {
+        fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
+            Box::pin(async move {
+                Collected {
+                    families: vec![X.single(self.0)],
+                    errors: vec![],
+                }
+            })
+        }
+    }
+
+    struct Slow;
+    impl Collector for Slow {
+        fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Collected::default()
+            })
+        }
+    }
+
+    struct Panics;
+    impl Collector for Panics {
+        fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
+            Box::pin(async { panic!("deliberate test panic") })
+        }
+    }
+
+    fn value(fams: &[Family], desc: &Desc, collector: &str) -> f64 {
+        crate::metrics::find(fams, desc)
+            .and_then(|f| f.value(&[collector]))
+            .expect("sample")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_and_panicking_collectors_cost_only_their_own_series() {
+        let s = Scraper::new(
+            vec![
+                ("fixed", Arc::new(Fixed(7.0)) as Arc<dyn Collector>),
+                ("slow", Arc::new(Slow)),
+                ("panics", Arc::new(Panics)),
+            ],
+            Duration::from_millis(200),
+        );
+        let fams = s.scrape().await;
+        let x = crate::metrics::find(&fams, &X).expect("x");
+        assert_eq!(x.samples[0].value, 7.0);
+        assert_eq!(value(&fams, &SUCCESS, "fixed"), 1.0);
+        assert_eq!(value(&fams, &SUCCESS, "slow"), 0.0);
+        assert_eq!(value(&fams, &SUCCESS, "panics"), 0.0);
+        // The slow one was cut at the timeout (virtual time).
+        let d = value(&fams, &DURATION, "slow");
+        assert!((0.2..0.3).contains(&d), "{d}");
+        let st = s.statuses();
+        assert_eq!(
+            st[1].1.as_ref().map(|s| s.message.as_str()),
+            Some("timed out")
+        );
+        let build = fams
+            .iter()
+            .find(|f| std::ptr::eq(f.desc, &BUILD_INFO))
+            .expect("build");
+        assert_eq!(build.samples[0].label_values[0], VERSION);
+    }
+}

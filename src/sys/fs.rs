@@ -1,0 +1,177 @@
+//! Reading small text files under `--path.procfs` and `--path.sysfs`.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// The default bound on one file read: sysfs attributes are a page at most, and
+/// /proc/cpuinfo of a 512-thread host is about 2.5 MiB.
+pub const DEFAULT_LIMIT: u64 = 8 << 20;
+
+/// The roots every file read goes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roots {
+    /// Where procfs is mounted (`--path.procfs`).
+    pub procfs: PathBuf,
+    /// Where sysfs is mounted (`--path.sysfs`).
+    pub sysfs: PathBuf,
+}
+
+impl Default for Roots {
+    fn default() -> Self {
+        Roots {
+            procfs: PathBuf::from("/proc"),
+            sysfs: PathBuf::from("/sys"),
+        }
+    }
+}
+
+impl Roots {
+    /// A path below the procfs root.
+    pub fn proc(&self, rel: &str) -> PathBuf {
+        self.procfs.join(rel)
+    }
+
+    /// A path below the sysfs root.
+    pub fn sys(&self, rel: &str) -> PathBuf {
+        self.sysfs.join(rel)
+    }
+}
+
+/// Why a file could not be used.
+#[derive(Debug)]
+pub enum FileErrorKind {
+    /// The file does not exist.
+    Missing,
+    /// Any other IO error.
+    Io(io::Error),
+    /// The file is larger than the bound.
+    TooLarge(u64),
+    /// The file is not UTF-8 text or holds NUL bytes.
+    NotText,
+}
+
+/// A file read that failed, with the path it concerned.
+#[derive(Debug)]
+pub struct FileError {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub kind: FileErrorKind,
+}
+
+impl FileError {
+    /// Whether the file simply does not exist.
+    pub fn is_missing(&self) -> bool {
+        matches!(self.kind, FileErrorKind::Missing)
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.path.display();
+        match &self.kind {
+            FileErrorKind::Missing => write!(f, "{p}: no such file"),
+            FileErrorKind::Io(e) => write!(f, "{p}: {e}"),
+            FileErrorKind::TooLarge(limit) => write!(f, "{p}: larger than {limit} bytes"),
+            FileErrorKind::NotText => write!(f, "{p}: not a text file"),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// Reads a whole text file, refusing more than `limit` bytes, invalid UTF-8 and
+/// NUL bytes, so a hostile or corrupt file costs neither memory nor a panic.
+pub fn read_text(path: &Path, limit: u64) -> Result<String, FileError> {
+    let err = |kind| FileError {
+        path: path.to_owned(),
+        kind,
+    };
+    let file = std::fs::File::open(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            err(FileErrorKind::Missing)
+        } else {
+            err(FileErrorKind::Io(e))
+        }
+    })?;
+    let mut buf = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| err(FileErrorKind::Io(e)))?;
+    if buf.len() as u64 > limit {
+        return Err(err(FileErrorKind::TooLarge(limit)));
+    }
+    if buf.contains(&0) {
+        return Err(err(FileErrorKind::NotText));
+    }
+    String::from_utf8(buf).map_err(|_| err(FileErrorKind::NotText))
+}
+
+/// Reads a one-line sysfs attribute and trims it.
+pub fn read_attr(path: &Path) -> Result<String, FileError> {
+    read_text(path, 64 * 1024).map(|s| s.trim().to_owned())
+}
+
+/// Names of the entries of a directory that start with `prefix`, sorted.
+pub fn list_dir(dir: &Path, prefix: &str) -> Result<Vec<String>, FileError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| FileError {
+        path: dir.to_owned(),
+        kind: if e.kind() == io::ErrorKind::NotFound {
+            FileErrorKind::Missing
+        } else {
+            FileErrorKind::Io(e)
+        },
+    })?;
+    let mut names: Vec<String> = rd
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    // A directory with millions of entries is not sysfs: cap what we look at.
+    names.truncate(4096);
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str, content: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("clock-exporter-fs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let p = dir.join(name);
+        std::fs::write(&p, content).expect("write");
+        p
+    }
+
+    #[test]
+    fn reads_text_and_trims_attributes() {
+        let p = tmp("attr", b"tsc\n");
+        assert_eq!(read_attr(&p).expect("read"), "tsc");
+    }
+
+    #[test]
+    fn refuses_oversized_binary_and_missing_files() {
+        let big = tmp("big", &vec![b'a'; 2000]);
+        assert!(matches!(
+            read_text(&big, 1000).map_err(|e| e.kind),
+            Err(FileErrorKind::TooLarge(1000))
+        ));
+        assert_eq!(read_text(&big, 2000).expect("exact limit").len(), 2000);
+        let bin = tmp("bin", b"ts\0c\n");
+        assert!(matches!(
+            read_text(&bin, 100).map_err(|e| e.kind),
+            Err(FileErrorKind::NotText)
+        ));
+        let latin = tmp("latin", b"\xff\xfe");
+        assert!(matches!(
+            read_text(&latin, 100).map_err(|e| e.kind),
+            Err(FileErrorKind::NotText)
+        ));
+        let missing = read_text(Path::new("/nonexistent/clock"), 100).expect_err("missing");
+        assert!(missing.is_missing());
+        assert_eq!(missing.to_string(), "/nonexistent/clock: no such file");
+    }
+}
