@@ -8,6 +8,8 @@ pub mod cli;
 pub mod collector;
 pub mod http;
 pub mod metrics;
+pub mod model;
+pub mod proto;
 pub mod scrape;
 pub mod sys;
 

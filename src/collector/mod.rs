@@ -2,6 +2,7 @@
 //! [`REGISTRY`], which also generates their `--collector.<name>` flags.
 
 pub mod clocksource;
+pub mod daemon;
 pub mod time;
 pub mod timex;
 

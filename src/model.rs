@@ -1,0 +1,522 @@
+//! The daemon-agnostic view of time synchronisation: the local daemon's own
+//! status and its peers. The ntpd (mode 6) and chronyd (cmdmon) adapters both
+//! fill these types, so dashboards and alerts work whichever daemon runs.
+//!
+//! Signs follow RFC 5905's θ everywhere (what `ntpq -p` prints): an offset is
+//! *the other clock minus the local clock*. A peer's offset is positive when
+//! the peer is ahead; the sync offset is positive when the local clock is
+//! behind its reference. Frequencies follow the kernel's adjtimex sign.
+
+use crate::metrics::{Desc, Family, Kind};
+
+/// Which daemon a series comes from (the `daemon` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    /// ntpd (reference implementation or NTPsec), over mode 6.
+    Ntpd,
+    /// chronyd, over cmdmon.
+    Chronyd,
+}
+
+impl Daemon {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Daemon::Ntpd => "ntpd",
+            Daemon::Chronyd => "chronyd",
+        }
+    }
+}
+
+/// A peer's selection state, one shared vocabulary for both daemons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// The daemon synchronises to it (ntpd `*`/`o`, chrony `*`).
+    Selected,
+    /// Survived selection and is combined (ntpd `+`, chrony `+`).
+    Candidate,
+    /// Survived selection, kept in reserve (ntpd `#`).
+    Backup,
+    /// Survived selection but not combined (ntpd `-`, chrony `-`).
+    Outlier,
+    /// Rejected by the intersection algorithm (ntpd `x`, chrony `x`).
+    Falseticker,
+    /// Beyond the number of survivors the daemon keeps (ntpd `.`).
+    Excess,
+    /// Not reachable, or no usable samples yet.
+    Unreachable,
+    /// Rejected for another reason (ntpd ` `, chrony `?` and `~`).
+    Rejected,
+}
+
+impl PeerState {
+    /// Every state, in the order the one-hot series lists them.
+    pub const ALL: [PeerState; 8] = [
+        PeerState::Selected,
+        PeerState::Candidate,
+        PeerState::Backup,
+        PeerState::Outlier,
+        PeerState::Falseticker,
+        PeerState::Excess,
+        PeerState::Unreachable,
+        PeerState::Rejected,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            PeerState::Selected => "selected",
+            PeerState::Candidate => "candidate",
+            PeerState::Backup => "backup",
+            PeerState::Outlier => "outlier",
+            PeerState::Falseticker => "falseticker",
+            PeerState::Excess => "excess",
+            PeerState::Unreachable => "unreachable",
+            PeerState::Rejected => "rejected",
+        }
+    }
+}
+
+/// What a peer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerKind {
+    /// A remote server (client mode association).
+    Server,
+    /// A symmetric peer.
+    Peer,
+    /// A server found through a pool.
+    Pool,
+    /// A reference clock (GPS, PPS, PHC, SHM, …).
+    Refclock,
+    /// The undisciplined local clock (ntpd `.LOCL.`, chrony `local`).
+    Local,
+}
+
+impl PeerKind {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            PeerKind::Server => "server",
+            PeerKind::Peer => "peer",
+            PeerKind::Pool => "pool",
+            PeerKind::Refclock => "refclock",
+            PeerKind::Local => "local",
+        }
+    }
+}
+
+/// The local daemon's view of its own synchronisation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncStatus {
+    /// Offset of the reference from the local clock (θ), seconds.
+    pub offset_seconds: Option<f64>,
+    /// Stratum.
+    pub stratum: Option<u8>,
+    /// Leap indicator: 0 none, 1 insert, 2 delete, 3 unsynchronised.
+    pub leap: Option<u8>,
+    /// Root delay, seconds.
+    pub root_delay_seconds: Option<f64>,
+    /// Root dispersion, seconds.
+    pub root_dispersion_seconds: Option<f64>,
+    /// Frequency correction, kernel sign, ratio.
+    pub frequency_ratio: Option<f64>,
+    /// Frequency wander (ntpd `clk_wander`) or skew (chrony), ratio.
+    pub frequency_wander_ratio: Option<f64>,
+    /// System jitter (ntpd `sys_jitter`, chrony RMS offset), seconds.
+    pub jitter_seconds: Option<f64>,
+    /// Polling or update interval, seconds.
+    pub poll_interval_seconds: Option<f64>,
+    /// The system peer: canonical address, or refid for a refclock or the local clock.
+    pub reference: String,
+}
+
+/// One peer (source) of the daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    /// The `peer` label: canonical IP text, or the refid for refclocks and the local clock.
+    pub address: String,
+    /// What it is.
+    pub kind: PeerKind,
+    /// Its reference id as text (an IPv4 address, or `.GPS.`-style ASCII).
+    pub refid: String,
+    /// Selection state.
+    pub state: PeerState,
+    /// Stratum.
+    pub stratum: Option<u8>,
+    /// Peer clock minus local clock, seconds.
+    pub offset_seconds: Option<f64>,
+    /// Round-trip delay, seconds.
+    pub delay_seconds: Option<f64>,
+    /// Jitter, seconds.
+    pub jitter_seconds: Option<f64>,
+    /// Dispersion, seconds.
+    pub dispersion_seconds: Option<f64>,
+    /// Half-width of the interval the daemon trusts for the offset, seconds.
+    pub error_bound_seconds: Option<f64>,
+    /// Share of the last 8 polls answered (reach register bits set / 8).
+    pub reachability_ratio: Option<f64>,
+    /// Polling interval, seconds.
+    pub poll_interval_seconds: Option<f64>,
+}
+
+/// Everything one daemon query produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonReport {
+    /// Which daemon.
+    pub daemon: Daemon,
+    /// Its own status, if it answered the system query.
+    pub sync: Option<SyncStatus>,
+    /// Its peers.
+    pub peers: Vec<Peer>,
+    /// NTP requests it answered for clients, if it says.
+    pub server_requests_total: Option<u64>,
+}
+
+macro_rules! desc {
+    ($id:ident, $name:literal, $kind:ident, [$($l:literal),*], $help:literal) => {
+        /// See the help text.
+        pub static $id: Desc = Desc { name: $name, help: $help, kind: Kind::$kind, labels: &[$($l),*] };
+    };
+}
+
+desc!(
+    DAEMON_UP,
+    "clock_daemon_up",
+    Gauge,
+    ["daemon"],
+    "1 when the time daemon answered this scrape, 0 when it did not."
+);
+desc!(
+    SYNC_OFFSET,
+    "clock_sync_offset_seconds",
+    Gauge,
+    ["daemon"],
+    "Offset of the daemon's reference from the local clock, in seconds, positive when the local clock is behind."
+);
+desc!(
+    SYNC_STRATUM,
+    "clock_sync_stratum",
+    Gauge,
+    ["daemon"],
+    "Stratum of the local clock as the daemon reports it."
+);
+desc!(
+    SYNC_LEAP,
+    "clock_sync_leap",
+    Gauge,
+    ["daemon"],
+    "Leap indicator of the daemon: 0 none, 1 insert second, 2 delete second, 3 unsynchronised."
+);
+desc!(
+    SYNC_ROOT_DELAY,
+    "clock_sync_root_delay_seconds",
+    Gauge,
+    ["daemon"],
+    "Round-trip delay to the primary reference, in seconds."
+);
+desc!(
+    SYNC_ROOT_DISPERSION,
+    "clock_sync_root_dispersion_seconds",
+    Gauge,
+    ["daemon"],
+    "Dispersion accumulated up to the primary reference, in seconds."
+);
+desc!(
+    SYNC_FREQUENCY,
+    "clock_sync_frequency_ratio",
+    Gauge,
+    ["daemon"],
+    "Frequency correction the daemon applies, as a ratio with the kernel's sign (positive speeds the clock up)."
+);
+desc!(
+    SYNC_WANDER,
+    "clock_sync_frequency_wander_ratio",
+    Gauge,
+    ["daemon"],
+    "The daemon's estimate of its frequency error (ntpd clk_wander, chrony skew), as a ratio."
+);
+desc!(
+    SYNC_JITTER,
+    "clock_sync_jitter_seconds",
+    Gauge,
+    ["daemon"],
+    "System jitter (ntpd sys_jitter, chrony RMS offset), in seconds."
+);
+desc!(
+    SYNC_POLL,
+    "clock_sync_poll_interval_seconds",
+    Gauge,
+    ["daemon"],
+    "The daemon's polling or clock update interval, in seconds."
+);
+desc!(
+    SYNC_INFO,
+    "clock_sync_info",
+    Gauge,
+    ["daemon", "reference"],
+    "The daemon's system peer: canonical address, or refid for a reference clock."
+);
+desc!(
+    PEER_OFFSET,
+    "clock_peer_offset_seconds",
+    Gauge,
+    ["daemon", "peer"],
+    "Peer clock minus local clock, in seconds (positive when the peer is ahead)."
+);
+desc!(
+    PEER_DELAY,
+    "clock_peer_delay_seconds",
+    Gauge,
+    ["daemon", "peer"],
+    "Round-trip delay to the peer, in seconds."
+);
+desc!(
+    PEER_JITTER,
+    "clock_peer_jitter_seconds",
+    Gauge,
+    ["daemon", "peer"],
+    "Jitter of the peer's offset samples, in seconds."
+);
+desc!(
+    PEER_DISPERSION,
+    "clock_peer_dispersion_seconds",
+    Gauge,
+    ["daemon", "peer"],
+    "Dispersion of the peer, in seconds."
+);
+desc!(
+    PEER_ERROR_BOUND,
+    "clock_peer_error_bound_seconds",
+    Gauge,
+    ["daemon", "peer"],
+    "Half-width of the interval the daemon trusts for the peer's offset (ntpd root distance, chrony latest_meas_err), in seconds."
+);
+desc!(
+    PEER_STRATUM,
+    "clock_peer_stratum",
+    Gauge,
+    ["daemon", "peer"],
+    "Stratum of the peer."
+);
+desc!(
+    PEER_REACH,
+    "clock_peer_reachability_ratio",
+    Gauge,
+    ["daemon", "peer"],
+    "Share of the last eight polls of the peer that were answered."
+);
+desc!(
+    PEER_POLL,
+    "clock_peer_poll_interval_seconds",
+    Gauge,
+    ["daemon", "peer"],
+    "Interval between polls of the peer, in seconds."
+);
+desc!(
+    PEER_STATE,
+    "clock_peer_state",
+    Gauge,
+    ["daemon", "peer", "state"],
+    "Selection state of the peer, 1 for the current state."
+);
+desc!(
+    PEER_INFO,
+    "clock_peer_info",
+    Gauge,
+    ["daemon", "peer", "kind", "refid"],
+    "What the peer is (server, peer, pool, refclock, local) and its reference id."
+);
+desc!(
+    SERVER_REQUESTS,
+    "clock_server_requests",
+    Counter,
+    ["daemon"],
+    "NTP requests from clients that this host's daemon received as a server."
+);
+
+/// Every family the shared model emits.
+pub static METRICS: &[&Desc] = &[
+    &DAEMON_UP,
+    &SYNC_OFFSET,
+    &SYNC_STRATUM,
+    &SYNC_LEAP,
+    &SYNC_ROOT_DELAY,
+    &SYNC_ROOT_DISPERSION,
+    &SYNC_FREQUENCY,
+    &SYNC_WANDER,
+    &SYNC_JITTER,
+    &SYNC_POLL,
+    &SYNC_INFO,
+    &PEER_OFFSET,
+    &PEER_DELAY,
+    &PEER_JITTER,
+    &PEER_DISPERSION,
+    &PEER_ERROR_BOUND,
+    &PEER_STRATUM,
+    &PEER_REACH,
+    &PEER_POLL,
+    &PEER_STATE,
+    &PEER_INFO,
+    &SERVER_REQUESTS,
+];
+
+/// `clock_daemon_up` for one daemon.
+pub fn up_family(daemon: Daemon, up: bool) -> Family {
+    DAEMON_UP
+        .family()
+        .with(vec![daemon.label().to_owned()], f64::from(u8::from(up)))
+}
+
+/// Pushes an optional value.
+fn push_opt(fams: &mut Vec<Family>, desc: &'static Desc, labels: &[String], v: Option<f64>) {
+    if let Some(v) = v {
+        fams.push(desc.family().with(labels.to_vec(), v));
+    }
+}
+
+impl DaemonReport {
+    /// The shared families of this report (without `clock_daemon_up`, which
+    /// the collector adds since it also knows about failed queries).
+    pub fn families(&self) -> Vec<Family> {
+        let d = self.daemon.label().to_owned();
+        let mut out = Vec::new();
+        if let Some(s) = &self.sync {
+            let l = [d.clone()];
+            push_opt(&mut out, &SYNC_OFFSET, &l, s.offset_seconds);
+            push_opt(&mut out, &SYNC_STRATUM, &l, s.stratum.map(f64::from));
+            push_opt(&mut out, &SYNC_LEAP, &l, s.leap.map(f64::from));
+            push_opt(&mut out, &SYNC_ROOT_DELAY, &l, s.root_delay_seconds);
+            push_opt(
+                &mut out,
+                &SYNC_ROOT_DISPERSION,
+                &l,
+                s.root_dispersion_seconds,
+            );
+            push_opt(&mut out, &SYNC_FREQUENCY, &l, s.frequency_ratio);
+            push_opt(&mut out, &SYNC_WANDER, &l, s.frequency_wander_ratio);
+            push_opt(&mut out, &SYNC_JITTER, &l, s.jitter_seconds);
+            push_opt(&mut out, &SYNC_POLL, &l, s.poll_interval_seconds);
+            out.push(
+                SYNC_INFO
+                    .family()
+                    .with(vec![d.clone(), s.reference.clone()], 1.0),
+            );
+        }
+        for p in &self.peers {
+            let l = [d.clone(), p.address.clone()];
+            push_opt(&mut out, &PEER_OFFSET, &l, p.offset_seconds);
+            push_opt(&mut out, &PEER_DELAY, &l, p.delay_seconds);
+            push_opt(&mut out, &PEER_JITTER, &l, p.jitter_seconds);
+            push_opt(&mut out, &PEER_DISPERSION, &l, p.dispersion_seconds);
+            push_opt(&mut out, &PEER_ERROR_BOUND, &l, p.error_bound_seconds);
+            push_opt(&mut out, &PEER_STRATUM, &l, p.stratum.map(f64::from));
+            push_opt(&mut out, &PEER_REACH, &l, p.reachability_ratio);
+            push_opt(&mut out, &PEER_POLL, &l, p.poll_interval_seconds);
+            let mut state = PEER_STATE.family();
+            for s in PeerState::ALL {
+                state.push(
+                    vec![d.clone(), p.address.clone(), s.label().to_owned()],
+                    f64::from(u8::from(s == p.state)),
+                );
+            }
+            out.push(state);
+            out.push(PEER_INFO.family().with(
+                vec![
+                    d.clone(),
+                    p.address.clone(),
+                    p.kind.label().to_owned(),
+                    p.refid.clone(),
+                ],
+                1.0,
+            ));
+        }
+        if let Some(n) = self.server_requests_total {
+            out.push(SERVER_REQUESTS.family().with(vec![d], n as f64));
+        }
+        crate::metrics::merge(out)
+    }
+}
+
+/// The share of the last eight polls answered, from an 8-bit reach register.
+pub fn reachability(reach: u8) -> f64 {
+    f64::from(reach.count_ones()) / 8.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::find;
+
+    fn peer(addr: &str, state: PeerState) -> Peer {
+        Peer {
+            address: addr.into(),
+            kind: PeerKind::Server,
+            refid: "198.51.100.7".into(),
+            state,
+            stratum: Some(2),
+            offset_seconds: Some(11.4876),
+            delay_seconds: Some(0.000_673),
+            jitter_seconds: Some(9.868_84),
+            dispersion_seconds: None,
+            error_bound_seconds: Some(10.0),
+            reachability_ratio: Some(reachability(0o377)),
+            poll_interval_seconds: Some(512.0),
+        }
+    }
+
+    #[test]
+    fn report_families_are_one_hot_and_skip_missing_values() {
+        let r = DaemonReport {
+            daemon: Daemon::Ntpd,
+            sync: Some(SyncStatus {
+                offset_seconds: Some(-0.087),
+                leap: Some(0),
+                reference: "192.0.2.1".into(),
+                ..SyncStatus::default()
+            }),
+            peers: vec![
+                peer("192.0.2.1", PeerState::Selected),
+                peer("192.0.2.2", PeerState::Falseticker),
+            ],
+            server_requests_total: Some(12),
+        };
+        let f = r.families();
+        assert_eq!(
+            find(&f, &SYNC_OFFSET).and_then(|f| f.value(&["ntpd"])),
+            Some(-0.087)
+        );
+        assert!(find(&f, &SYNC_STRATUM).is_none());
+        let states = find(&f, &PEER_STATE).expect("states");
+        assert_eq!(states.samples.len(), 16);
+        assert_eq!(
+            states.value(&["ntpd", "192.0.2.2", "falseticker"]),
+            Some(1.0)
+        );
+        assert_eq!(states.value(&["ntpd", "192.0.2.2", "selected"]), Some(0.0));
+        assert_eq!(states.value(&["ntpd", "192.0.2.1", "selected"]), Some(1.0));
+        assert_eq!(
+            find(&f, &PEER_REACH).and_then(|f| f.value(&["ntpd", "192.0.2.1"])),
+            Some(1.0)
+        );
+        assert!(find(&f, &PEER_DISPERSION).is_none());
+        assert_eq!(
+            find(&f, &SERVER_REQUESTS).and_then(|f| f.value(&["ntpd"])),
+            Some(12.0)
+        );
+        // Merged: one family per descriptor.
+        assert_eq!(
+            f.iter()
+                .filter(|x| std::ptr::eq(x.desc, &PEER_OFFSET))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn reachability_counts_bits() {
+        assert_eq!(reachability(0), 0.0);
+        assert_eq!(reachability(0o1), 0.125);
+        assert_eq!(reachability(0o17), 0.5);
+        assert_eq!(reachability(0o377), 1.0);
+    }
+}

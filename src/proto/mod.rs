@@ -1,0 +1,1 @@
+//! Pure wire formats: `&[u8]` in, `Result` out, no IO.
