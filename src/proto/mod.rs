@@ -1,1 +1,3 @@
 //! Pure wire formats: `&[u8]` in, `Result` out, no IO.
+
+pub mod ntp;
