@@ -48,18 +48,58 @@ pub fn init_logging(level: LogLevel, format: LogFormat) {
     }
 }
 
-/// Every catalogued family: the exporter's own and every collector's.
-pub fn catalogue() -> Vec<&'static metrics::Desc> {
-    let mut out: Vec<&'static metrics::Desc> = Vec::new();
-    for reg in collector::REGISTRY {
-        for d in reg.metrics {
-            if !out.iter().any(|o| std::ptr::eq(*o, *d)) {
-                out.push(d);
-            }
+/// Every catalogued family with the collectors that emit it (`exporter`
+/// for the exporter's own series), in table order.
+pub fn catalogue() -> Vec<(&'static metrics::Desc, Vec<&'static str>)> {
+    let mut out: Vec<(&'static metrics::Desc, Vec<&'static str>)> = Vec::new();
+    let sources = collector::REGISTRY
+        .iter()
+        .flat_map(|reg| reg.metrics.iter().map(move |d| (*d, reg.name)))
+        .chain(scrape::METRICS.iter().map(|d| (*d, "exporter")));
+    for (d, source) in sources {
+        match out.iter_mut().find(|(o, _)| std::ptr::eq(*o, d)) {
+            Some((_, s)) => s.push(source),
+            None => out.push((d, vec![source])),
         }
     }
-    out.extend(scrape::METRICS.iter().copied());
     out
+}
+
+/// The generated table of `docs/metrics.md`: every series with its type,
+/// unit (from its name's suffix), labels, sources and help text.
+pub fn metrics_table() -> String {
+    let mut t = String::from(
+        "| series | type | unit | labels | collector | meaning |\n|---|---|---|---|---|---|\n",
+    );
+    for (d, sources) in catalogue() {
+        let unit = ["seconds", "ratio", "info"]
+            .into_iter()
+            .find(|u| d.name.ends_with(&format!("_{u}")))
+            .map_or("—", |u| match u {
+                "info" => "— (info, value 1)",
+                u => u,
+            });
+        let kind = match d.kind {
+            metrics::Kind::Gauge => "gauge",
+            metrics::Kind::Counter => "counter",
+        };
+        let labels = if d.labels.is_empty() {
+            "—".to_owned()
+        } else {
+            d.labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        t.push_str(&format!(
+            "| `{}` | {kind} | {unit} | {labels} | {} | {} |\n",
+            d.sample_name(),
+            sources.join(", "),
+            d.help
+        ));
+    }
+    t
 }
 
 /// Runs the exporter until SIGTERM or SIGINT.
