@@ -13,6 +13,7 @@ pub mod proto;
 pub mod scrape;
 pub mod sys;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,12 +93,13 @@ pub fn metrics_table() -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        t.push_str(&format!(
-            "| `{}` | {kind} | {unit} | {labels} | {} | {} |\n",
+        let _ = writeln!(
+            t,
+            "| `{}` | {kind} | {unit} | {labels} | {} | {} |",
             d.sample_name(),
             sources.join(", "),
             d.help
-        ));
+        );
     }
     t
 }
