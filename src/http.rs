@@ -122,7 +122,7 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
             next = rx.recv() => {
                 let Some((stream, permit)) = next else { break };
                 let app = app.clone();
-                let svc = service_fn(move |req| handle(app.clone(), req));
+                let svc = service_fn(move |req: Request<Incoming>| handle(app.clone(), req));
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
                 let watched = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -195,8 +195,8 @@ fn text_response(status: StatusCode, body: &str) -> Resp {
     r
 }
 
-/// Answers one request.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+/// Answers one request. Generic over the body, which is never read.
+pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallible> {
     let path = req.uri().path();
     let is_metrics = path == app.cfg.telemetry_path;
     if !(is_metrics || path == "/") {

@@ -153,13 +153,13 @@ pub struct BootParams {
 /// occurrence of a parameter wins, as in the kernel.
 pub fn boot_params(words: &[String]) -> BootParams {
     let mut p = BootParams::default();
-    for w in words {
+    for w in words.iter().map(|w| w.trim()) {
         if w == "--" {
             break;
         }
         let (name, value) = match w.split_once('=') {
             Some((n, v)) => (n, Some(v)),
-            None => (w.as_str(), None),
+            None => (w, None),
         };
         let name = name.replace('_', "-");
         match (name.as_str(), value) {
@@ -299,10 +299,15 @@ pub fn classify(e: &VirtEvidence) -> Virtualization {
         let name = if t == "xen" { "xen" } else { "unknown" };
         return Virtualization::new(name, "sysfs");
     }
+    let paravirt = hypervisor_from_clocksources(&e.clocksources);
     if let Some(name) = e.dmi.as_ref().and_then(|(v, p)| hypervisor_from_dmi(v, p)) {
+        // DMI says QEMU but not whether KVM accelerates it; kvm-clock proves it.
+        if name == "qemu" && paravirt == Some("kvm") {
+            return Virtualization::new("kvm", "clocksource");
+        }
         return Virtualization::new(name, "dmi");
     }
-    if let Some(name) = hypervisor_from_clocksources(&e.clocksources) {
+    if let Some(name) = paravirt {
         return Virtualization::new(name, "clocksource");
     }
     match (e.cpuinfo_flag, &e.cpuid) {
@@ -452,25 +457,55 @@ fn read_clocksources(roots: &Roots) -> Result<Vec<ClocksourceDevice>, fs::FileEr
     let mut out = Vec::new();
     for device in fs::list_dir(&dir, "clocksource")? {
         let base = dir.join(&device);
-        let current = fs::read_attr(&base.join("current_clocksource"))?;
-        let available = fs::read_attr(&base.join("available_clocksource"))?;
+        let current_path = base.join("current_clocksource");
+        let current = fs::read_attr(&current_path)?;
+        let available_path = base.join("available_clocksource");
+        let available: Vec<String> = fs::read_attr(&available_path)?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if !is_clocksource_name(&current) {
+            return Err(garbage(&current_path));
+        }
+        if available.is_empty()
+            || available.len() > 64
+            || !available.iter().all(|a| is_clocksource_name(a))
+        {
+            return Err(garbage(&available_path));
+        }
         out.push(ClocksourceDevice {
             device,
-            current: sanitize(&current),
-            available: available
-                .split_whitespace()
-                .take(64)
-                .map(sanitize)
-                .collect(),
+            current,
+            available,
         });
     }
     Ok(out)
 }
 
-/// Clocksource names are short identifiers; cap what a corrupt file can put
-/// into a label.
+/// Clocksource names are short identifiers (`tsc`, `kvm-clock`, `acpi_pm`,
+/// `hyperv_clocksource_tsc_page`, `arch_sys_counter`); anything else is a
+/// corrupt file, not a label value.
+pub fn is_clocksource_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn garbage(path: &std::path::Path) -> fs::FileError {
+    fs::FileError {
+        path: path.to_owned(),
+        kind: fs::FileErrorKind::Garbage,
+    }
+}
+
+/// Driver-chosen names (PTP clocks): printable, bounded.
 fn sanitize(s: &str) -> String {
-    s.trim().chars().take(64).collect()
+    s.trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect()
 }
 
 fn clocksource_families(devices: &[ClocksourceDevice]) -> Vec<Family> {
@@ -563,6 +598,9 @@ mod tests {
         let p = boot_params(&words(
             "BOOT_IMAGE=/vmlinuz ro no-kvmclock no_kvmclock_vsyscall clocksource=acpi_pm tsc=reliable quiet",
         ));
+        // /proc/cmdline ends with a newline, which procfs-core leaves on the last word.
+        let last = boot_params(&["ro".to_owned(), "no-kvmclock-vsyscall\n".to_owned()]);
+        assert!(last.no_kvmclock_vsyscall);
         assert_eq!(
             p,
             BootParams {
@@ -583,6 +621,29 @@ mod tests {
         // Look-alikes are not the parameters.
         let p = boot_params(&words("no-kvmclock=1 xno-kvmclock no-kvmclockx"));
         assert_eq!(p, BootParams::default());
+    }
+
+    #[test]
+    fn clocksource_names() {
+        for ok in [
+            "tsc",
+            "kvm-clock",
+            "acpi_pm",
+            "hyperv_clocksource_tsc_page",
+            "arch_sys_counter",
+        ] {
+            assert!(is_clocksource_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "tsc kvm-clock",
+            "tsc\u{0}",
+            "\u{1b}[31m",
+            &"x".repeat(65),
+            "tsc\"}",
+        ] {
+            assert!(!is_clocksource_name(bad), "{bad:?}");
+        }
     }
 
     #[test]
@@ -661,6 +722,19 @@ mod tests {
             ..VirtEvidence::default()
         };
         assert_eq!(classify(&dmi), Virtualization::new("kvm", "dmi"));
+        let qemu = VirtEvidence {
+            dmi: Some(("QEMU".into(), "Standard PC (Q35 + ICH9, 2009)".into())),
+            ..VirtEvidence::default()
+        };
+        assert_eq!(classify(&qemu), Virtualization::new("qemu", "dmi"));
+        let qemu_kvm = VirtEvidence {
+            clocksources: vec!["kvm-clock".into()],
+            ..qemu
+        };
+        assert_eq!(
+            classify(&qemu_kvm),
+            Virtualization::new("kvm", "clocksource")
+        );
         let xen = VirtEvidence {
             sysfs_type: Some("xen\n".into()),
             ..VirtEvidence::default()

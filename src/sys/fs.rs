@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The default bound on one file read: sysfs attributes are a page at most, and
@@ -49,6 +50,8 @@ pub enum FileErrorKind {
     TooLarge(u64),
     /// The file is not UTF-8 text or holds NUL bytes.
     NotText,
+    /// The file is text, but not what it should hold.
+    Garbage,
 }
 
 /// A file read that failed, with the path it concerned.
@@ -75,6 +78,7 @@ impl fmt::Display for FileError {
             FileErrorKind::Io(e) => write!(f, "{p}: {e}"),
             FileErrorKind::TooLarge(limit) => write!(f, "{p}: larger than {limit} bytes"),
             FileErrorKind::NotText => write!(f, "{p}: not a text file"),
+            FileErrorKind::Garbage => write!(f, "{p}: unexpected content"),
         }
     }
 }
@@ -88,13 +92,19 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String, FileError> {
         path: path.to_owned(),
         kind,
     };
-    let file = std::fs::File::open(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            err(FileErrorKind::Missing)
-        } else {
-            err(FileErrorKind::Io(e))
-        }
-    })?;
+    // O_NONBLOCK: a FIFO planted in a root must not hang the reader in
+    // open(2) or read(2); regular files and sysfs attributes ignore the flag.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                err(FileErrorKind::Missing)
+            } else {
+                err(FileErrorKind::Io(e))
+            }
+        })?;
     let mut buf = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut buf)
@@ -170,6 +180,13 @@ mod tests {
             read_text(&latin, 100).map_err(|e| e.kind),
             Err(FileErrorKind::NotText)
         ));
+        let fifo =
+            std::env::temp_dir().join(format!("clock-exporter-fs-{}/fifo", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        // No writer: reads as empty at once instead of blocking forever.
+        assert_eq!(read_text(&fifo, 100).expect("fifo"), "");
         let missing = read_text(Path::new("/nonexistent/clock"), 100).expect_err("missing");
         assert!(missing.is_missing());
         assert_eq!(missing.to_string(), "/nonexistent/clock: no such file");

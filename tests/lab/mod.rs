@@ -581,3 +581,57 @@ impl Ntpd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
+
+/// A free loopback port (bound then released; a tiny race, fine in tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The exporter binary started on this host's loopback (no namespace, no
+/// root needed), killed on drop.
+#[derive(Debug)]
+pub struct LocalExporter {
+    pub dir: TempDir,
+    pub proc: Proc,
+    pub addr: String,
+}
+
+impl LocalExporter {
+    pub fn start(args: &[&str]) -> LocalExporter {
+        let dir = TempDir::new("local-exporter");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut cmd = Command::new(exporter_bin());
+        cmd.args(["--web.listen-address", &addr]).args(args);
+        let mut proc = Proc::spawn(cmd, dir.path().join("exporter.log"), "clock_exporter");
+        wait_for("exporter to answer", Duration::from_secs(10), || {
+            proc.assert_running();
+            http_get(&addr, "/", None).ok().map(|_| ())
+        });
+        LocalExporter { dir, proc, addr }
+    }
+
+    /// GET a path; panics on connection errors.
+    pub fn get(&self, path: &str, accept: Option<&str>) -> (u16, String) {
+        http_get(&self.addr, path, accept).expect("GET from exporter")
+    }
+
+    /// `/metrics` in the classic text format, asserting 200.
+    pub fn scrape(&self) -> String {
+        let (status, body) = self.get("/metrics", None);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+/// Flags that disable every collector but the named ones, from the
+/// exporter's own table, so a test is not affected by daemons on this host.
+pub fn only_collectors(keep: &[&str]) -> Vec<String> {
+    clock_exporter::collector::REGISTRY
+        .iter()
+        .filter(|r| !keep.contains(&r.name))
+        .map(|r| format!("--no-collector.{}", r.name))
+        .collect()
+}
