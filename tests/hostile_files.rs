@@ -53,7 +53,10 @@ fn assert_contained_failure(e: &mut LocalExporter, needle: &str) -> String {
     for _ in 0..3 {
         body = e.scrape();
         assert_eq!(
-            sample(&body, "clock_scrape_collector_success{collector=\"clocksource\"}"),
+            sample(
+                &body,
+                "clock_scrape_collector_success{collector=\"clocksource\"}"
+            ),
             Some(0.0),
             "{body}"
         );
@@ -65,19 +68,33 @@ fn assert_contained_failure(e: &mut LocalExporter, needle: &str) -> String {
     }
     e.proc.assert_running();
     let log = e.proc.log_text();
-    let failures: Vec<&str> = log.lines().filter(|l| l.contains("collector failed")).collect();
-    assert_eq!(failures.len(), 1, "one log line per persistent failure:\n{log}");
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("collector failed"))
+        .collect();
+    assert_eq!(
+        failures.len(),
+        1,
+        "one log line per persistent failure:\n{log}"
+    );
     assert!(log.contains(needle), "log names {needle:?}:\n{log}");
     body
 }
 
 #[test]
 fn roots_that_do_not_exist() {
-    let mut e = start(Path::new("/nonexistent/proc"), Path::new("/nonexistent/sys"));
+    let mut e = start(
+        Path::new("/nonexistent/proc"),
+        Path::new("/nonexistent/sys"),
+    );
     let body = assert_contained_failure(&mut e, "/nonexistent/sys/devices/system/clocksource");
     assert!(!body.contains("clock_source_current_info{"), "{body}");
     assert!(!body.contains("clock_kernel_info{"), "{body}");
-    assert!(e.proc.log_text().contains("/nonexistent/proc/cmdline: no such file"));
+    assert!(
+        e.proc
+            .log_text()
+            .contains("/nonexistent/proc/cmdline: no such file")
+    );
 }
 
 #[test]
@@ -88,7 +105,10 @@ fn missing_cmdline_costs_only_kernel_info() {
     let body = assert_contained_failure(&mut e, "cmdline: no such file");
     assert!(!body.contains("clock_kernel_info{"), "{body}");
     assert_eq!(
-        sample(&body, "clock_source_current_info{device=\"clocksource0\",clocksource=\"tsc\"}"),
+        sample(
+            &body,
+            "clock_source_current_info{device=\"clocksource0\",clocksource=\"tsc\"}"
+        ),
         Some(1.0)
     );
 }
@@ -104,7 +124,10 @@ fn empty_and_garbage_clocksource_files() {
         std::fs::write(sys.join(CURRENT), content).expect("write");
         let mut e = start(&proc, &sys);
         let body = assert_contained_failure(&mut e, "current_clocksource: unexpected content");
-        assert!(!body.contains("clock_source_current_info{"), "{label}: {body}");
+        assert!(
+            !body.contains("clock_source_current_info{"),
+            "{label}: {body}"
+        );
         // Facts read at start are unaffected.
         assert!(body.contains("clock_kernel_info{"), "{label}");
     }
@@ -113,7 +136,9 @@ fn empty_and_garbage_clocksource_files() {
 #[test]
 fn binary_and_enormous_files() {
     let (_dir, proc, sys) = host_copy();
-    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     std::fs::write(proc.join("cpuinfo"), &noise).expect("write");
     let mut e = start(&proc, &sys);
     let body = assert_contained_failure(&mut e, "cpuinfo: not a text file");
@@ -124,7 +149,11 @@ fn binary_and_enormous_files() {
     std::fs::write(sys2.join(CURRENT), vec![b't'; 100 * 1024]).expect("write");
     let mut e2 = start(&proc2, &sys2);
     let body2 = assert_contained_failure(&mut e2, "cpuinfo: larger than 8388608 bytes");
-    assert!(e2.proc.log_text().contains("current_clocksource: larger than 65536 bytes"));
+    assert!(
+        e2.proc
+            .log_text()
+            .contains("current_clocksource: larger than 65536 bytes")
+    );
     assert!(!body2.contains("clock_source_current_info{"));
 }
 
@@ -138,5 +167,9 @@ fn a_fifo_does_not_hang_the_scrape() {
     let started = std::time::Instant::now();
     assert_contained_failure(&mut e, "current_clocksource: unexpected content");
     // Three scrapes, far below one default scrape timeout (5 s) each.
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -1,0 +1,276 @@
+//! The HTTP server under hostile and careless clients: malformed requests,
+//! oversized headers, idle connections by the thousand, more concurrent
+//! scrapes than `--web.max-requests`, a full connection table, and shutdown
+//! with a scrape in flight. The exporter keeps answering and never panics.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clock_exporter::collector::{BoxFuture, Collected, Collector};
+use clock_exporter::http::{self, App, WebConfig};
+use clock_exporter::metrics::{Desc, Kind};
+use clock_exporter::scrape::Scraper;
+
+static SLOW_VALUE: Desc = Desc {
+    name: "clock_test_slow_value",
+    help: "Test series.",
+    kind: Kind::Gauge,
+    labels: &[],
+};
+
+/// A collector that takes `delay` to answer.
+struct Slow(Duration);
+
+impl Collector for Slow {
+    fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
+        Box::pin(async move {
+            tokio::time::sleep(self.0).await;
+            Collected {
+                families: vec![SLOW_VALUE.single(1.0)],
+                errors: vec![],
+            }
+        })
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+async fn server(
+    delay: Duration,
+    max_requests: usize,
+    max_connections: usize,
+    header_timeout: Duration,
+) -> Server {
+    let scraper = Arc::new(Scraper::new(
+        vec![("slow", Arc::new(Slow(delay)) as Arc<dyn Collector>)],
+        Duration::from_secs(10),
+    ));
+    let app = App::new(
+        scraper,
+        WebConfig {
+            telemetry_path: "/metrics".into(),
+            max_requests,
+            max_connections,
+            read_header_timeout: header_timeout,
+            shutdown_grace: Duration::from_secs(5),
+        },
+    );
+    let listeners = http::bind(&["127.0.0.1:0".parse().expect("addr")])
+        .await
+        .expect("bind");
+    let addr = listeners[0].local_addr().expect("local addr");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(http::serve(listeners, app, async {
+        let _ = rx.await;
+    }));
+    Server {
+        addr,
+        stop: Some(tx),
+        handle,
+    }
+}
+
+/// Sends raw bytes and returns the whole response (the server closes after
+/// HTTP/1.0 requests and after errors).
+fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    s.write_all(request).expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status(resp: &str) -> u16 {
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn get(addr: SocketAddr, path: &'static str) -> String {
+    tokio::task::spawn_blocking(move || {
+        raw(addr, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_methods_and_formats() {
+    let s = server(Duration::ZERO, 4, 64, Duration::from_secs(5)).await;
+    let ok = get(s.addr, "/metrics").await;
+    assert_eq!(status(&ok), 200, "{ok}");
+    assert!(
+        ok.contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{ok}"
+    );
+    assert!(ok.contains("clock_test_slow_value 1"), "{ok}");
+    assert!(
+        ok.contains("clock_scrape_collector_success{collector=\"slow\"} 1"),
+        "{ok}"
+    );
+    let landing = get(s.addr, "/").await;
+    assert_eq!(status(&landing), 200);
+    assert!(landing.contains("<a href=\"/metrics\">"), "{landing}");
+    assert!(landing.contains("<td>slow</td><td>ok"), "{landing}");
+    assert_eq!(status(&get(s.addr, "/metrics/").await), 404);
+    assert_eq!(status(&get(s.addr, "/favicon.ico").await), 404);
+    let post = tokio::task::spawn_blocking(move || {
+        raw(
+            s.addr,
+            b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+        )
+    })
+    .await
+    .expect("join");
+    assert_eq!(status(&post), 405, "{post}");
+    assert!(
+        post.to_ascii_lowercase().contains("allow: get, head"),
+        "{post}"
+    );
+    let head = tokio::task::spawn_blocking(move || raw(s.addr, b"HEAD /metrics HTTP/1.0\r\n\r\n"))
+        .await
+        .expect("join");
+    assert_eq!(status(&head), 200);
+    assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_requests_are_refused_and_service_continues() {
+    let s = server(Duration::ZERO, 4, 64, Duration::from_secs(5)).await;
+    let addr = s.addr;
+    let cases: Vec<Vec<u8>> = vec![
+        b"GARBAGE\r\n\r\n".to_vec(),
+        b"GET /metrics HTTP/9.9\r\n\r\n".to_vec(),
+        b"\x00\x01\x02\xff\xfe\r\n\r\n".to_vec(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n".to_vec(),
+        [
+            b"GET /metrics HTTP/1.1\r\nX-Big: ".as_slice(),
+            &vec![b'a'; 64 * 1024],
+            b"\r\n\r\n",
+        ]
+        .concat(),
+        [
+            b"GET /".as_slice(),
+            &vec![b'a'; 32 * 1024],
+            b" HTTP/1.1\r\n\r\n",
+        ]
+        .concat(),
+    ];
+    for case in cases {
+        let resp = tokio::task::spawn_blocking(move || raw(addr, &case))
+            .await
+            .expect("join");
+        let code = status(&resp);
+        // hyper answers 400 or 431, or closes the connection without a word.
+        assert!(code == 0 || (400..500).contains(&code), "{resp}");
+        assert_eq!(status(&get(addr, "/metrics").await), 200, "still serving");
+    }
+}
+
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
+    assert!(
+        hard >= 4096,
+        "this test needs 4096 file descriptors, the hard limit is {hard}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_connections_do_not_block_other_clients_and_are_reaped() {
+    raise_fd_limit();
+    let s = server(Duration::ZERO, 40, 1024, Duration::from_secs(2)).await;
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(s.addr).expect("connect"))
+        .collect();
+    let started = Instant::now();
+    let resp = get(s.addr, "/metrics").await;
+    assert_eq!(status(&resp), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The header-read timeout closes them: every idle socket reads EOF.
+    let closed = tokio::task::spawn_blocking(move || {
+        idle.into_iter()
+            .filter(|mut c| {
+                c.set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                let mut b = [0u8; 16];
+                matches!(c.read(&mut b), Ok(0) | Err(_))
+            })
+            .count()
+    })
+    .await
+    .expect("join");
+    assert_eq!(closed, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_beyond_max_requests_get_503_at_once() {
+    let s = server(Duration::from_millis(1500), 2, 64, Duration::from_secs(5)).await;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(get(s.addr, "/metrics")))
+        .collect();
+    let mut codes = Vec::new();
+    for h in handles {
+        let resp = h.await.expect("join");
+        codes.push((status(&resp), resp));
+    }
+    let ok = codes.iter().filter(|(c, _)| *c == 200).count();
+    let busy: Vec<&String> = codes
+        .iter()
+        .filter(|(c, _)| *c == 503)
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(ok, 2, "{codes:?}");
+    assert_eq!(busy.len(), 4, "{codes:?}");
+    assert!(busy[0].contains("--web.max-requests"), "{}", busy[0]);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The landing page is not a scrape and stays available.
+    assert_eq!(status(&get(s.addr, "/").await), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_connection_table_waits_instead_of_failing() {
+    let s = server(Duration::ZERO, 4, 8, Duration::from_secs(2)).await;
+    let idle: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(s.addr).expect("connect"))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let resp = get(s.addr, "/metrics").await;
+    let waited = started.elapsed();
+    assert_eq!(status(&resp), 200, "{resp}");
+    // Served once the idle ones hit the 2 s header-read timeout.
+    assert!(waited > Duration::from_secs(1), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_scrape_in_flight_finish() {
+    let mut s = server(Duration::from_millis(800), 4, 64, Duration::from_secs(5)).await;
+    let inflight = tokio::spawn(get(s.addr, "/metrics"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.stop.take().expect("stop").send(()).expect("signal");
+    let resp = inflight.await.expect("join");
+    assert_eq!(status(&resp), 200, "{resp}");
+    tokio::time::timeout(Duration::from_secs(5), &mut s.handle)
+        .await
+        .expect("serve returns")
+        .expect("serve task");
+    assert!(TcpStream::connect(s.addr).is_err(), "no longer listening");
+}
