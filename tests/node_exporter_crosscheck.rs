@@ -63,14 +63,26 @@ fn timex_and_clocksource_agree_with_node_exporter() {
     for (theirs, mine) in [
         ("node_timex_offset_seconds", "clock_timex_offset_seconds"),
         ("node_timex_tick_seconds", "clock_timex_tick_seconds"),
-        ("node_timex_loop_time_constant", "clock_timex_loop_time_constant"),
-        ("node_timex_tai_offset_seconds", "clock_timex_tai_offset_seconds"),
+        (
+            "node_timex_loop_time_constant",
+            "clock_timex_loop_time_constant",
+        ),
+        (
+            "node_timex_tai_offset_seconds",
+            "clock_timex_tai_offset_seconds",
+        ),
         ("node_timex_sync_status", "clock_timex_sync_status"),
-        ("node_timex_pps_frequency_hertz", "clock_timex_pps_frequency_ratio"),
+        (
+            "node_timex_pps_frequency_hertz",
+            "clock_timex_pps_frequency_ratio",
+        ),
     ] {
         let t = num(&node, theirs);
         let m = num(&after, mine);
-        assert!((t - m).abs() <= 1e-12 + 1e-9 * t.abs(), "{theirs}={t} vs {mine}={m}");
+        assert!(
+            (t - m).abs() <= 1e-12 + 1e-9 * t.abs(),
+            "{theirs}={t} vs {mine}={m}"
+        );
     }
 
     // node_exporter publishes 1 + freq (1.0 is nominal); we publish the
@@ -83,7 +95,10 @@ fn timex_and_clocksource_agree_with_node_exporter() {
     let status = num(&node, "node_timex_status") as i64;
     let mut rebuilt = 0i64;
     for (name, bit) in clock_exporter::collector::timex::STATUS_FLAGS {
-        let v = num(&after, &format!("clock_timex_status_flag{{flag=\"{name}\"}}"));
+        let v = num(
+            &after,
+            &format!("clock_timex_status_flag{{flag=\"{name}\"}}"),
+        );
         if v == 1.0 {
             rebuilt |= i64::from(bit);
         }
@@ -92,17 +107,29 @@ fn timex_and_clocksource_agree_with_node_exporter() {
 
     // maxerror and esterror: node_exporter's reading lies between ours.
     for (theirs, mine) in [
-        ("node_timex_maxerror_seconds", "clock_timex_maxerror_seconds"),
-        ("node_timex_estimated_error_seconds", "clock_timex_estimated_error_seconds"),
+        (
+            "node_timex_maxerror_seconds",
+            "clock_timex_maxerror_seconds",
+        ),
+        (
+            "node_timex_estimated_error_seconds",
+            "clock_timex_estimated_error_seconds",
+        ),
     ] {
         let t = num(&node, theirs);
         let (lo, hi) = (num(&before, mine), num(&after, mine));
-        assert!(lo - 1e-6 <= t && t <= hi + 1e-6, "{theirs}={t} not within [{lo}, {hi}]");
+        assert!(
+            lo - 1e-6 <= t && t <= hi + 1e-6,
+            "{theirs}={t} not within [{lo}, {hi}]"
+        );
     }
 
     // The wall clock, read within the same second or so.
     let t = num(&node, "node_time_seconds");
-    assert!((num(&before, "clock_time_seconds") - 1.0..=num(&after, "clock_time_seconds") + 1.0).contains(&t));
+    assert!(
+        (num(&before, "clock_time_seconds") - 1.0..=num(&after, "clock_time_seconds") + 1.0)
+            .contains(&t)
+    );
 
     // Clocksource names: node_exporter 1.5's time collector reads the same sysfs files.
     assert_eq!(
