@@ -59,12 +59,6 @@ struct Entry {
     collector: Arc<dyn Collector>,
 }
 
-impl std::fmt::Debug for dyn Collector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Collector")
-    }
-}
-
 /// Runs scrapes.
 #[derive(Debug)]
 pub struct Scraper {

@@ -89,6 +89,12 @@ pub trait Collector: Send + Sync + 'static {
     fn collect(self: Arc<Self>) -> BoxFuture<Collected>;
 }
 
+impl fmt::Debug for dyn Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Collector")
+    }
+}
+
 /// Runs synchronous collection work on tokio's blocking pool, so the scrape's
 /// timeout can abandon it.
 pub fn blocking<F>(f: F) -> BoxFuture<Collected>
