@@ -396,9 +396,10 @@ fn build(_: &clap::ArgMatches, _: &Context) -> Result<Arc<dyn Collector>, String
     }))
 }
 
-impl Collector for Timex {
-    fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
-        blocking(move || match adjtimex::read() {
+impl Timex {
+    /// Turns one adjtimex outcome into this scrape's result.
+    fn outcome(&self, read: Result<(RawTimex, i32), Errno>) -> Collected {
+        match read {
             Ok((raw, state)) => {
                 let reading = Reading::from_raw(&raw, state, self.user_hz);
                 let repairs = if reading.offset_repaired {
@@ -420,7 +421,13 @@ impl Collector for Timex {
                 Collected::error(CollectError::NoData(format!("adjtimex: {e}")))
             }
             Err(e) => Collected::error(CollectError::Io(format!("adjtimex: {e}"))),
-        })
+        }
+    }
+}
+
+impl Collector for Timex {
+    fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
+        blocking(move || self.outcome(adjtimex::read()))
     }
 }
 
@@ -561,6 +568,44 @@ mod tests {
             .find(|f| std::ptr::eq(f.desc, &STATE))
             .expect("states");
         assert_eq!(states.samples.iter().map(|s| s.value).sum::<f64>(), 0.0);
+    }
+
+    fn collector() -> Timex {
+        Timex {
+            user_hz: 100,
+            repairs: AtomicU64::new(0),
+            refused_logged: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn refused_call_is_no_data_not_failure() {
+        let t = collector();
+        for e in [Errno::EPERM, Errno::ENOSYS] {
+            let c = t.outcome(Err(e));
+            assert!(c.families.is_empty());
+            assert_eq!(c.errors.len(), 1);
+            assert!(!c.errors[0].is_failure(), "{}", c.errors[0]);
+        }
+        assert!(t.refused_logged.load(Ordering::Relaxed));
+        let c = t.outcome(Err(Errno::EFAULT));
+        assert!(c.errors[0].is_failure());
+    }
+
+    #[test]
+    fn repairs_are_counted_across_scrapes() {
+        let t = collector();
+        let glitch = RawTimex {
+            offset: 4_293_467,
+            ..RawTimex::default()
+        };
+        let value_of = |c: &Collected| value(&c.families, &REPAIRS, None);
+        assert_eq!(value_of(&t.outcome(Ok((RawTimex::default(), 0)))), 0.0);
+        assert_eq!(value_of(&t.outcome(Ok((glitch, 0)))), 1.0);
+        assert_eq!(value_of(&t.outcome(Ok((RawTimex::default(), 0)))), 1.0);
+        let c = t.outcome(Ok((glitch, 0)));
+        assert_eq!(value_of(&c), 2.0);
+        assert!((value(&c.families, &OFFSET, None) + 0.0015).abs() < 1e-6);
     }
 
     #[test]
