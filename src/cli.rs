@@ -41,7 +41,7 @@ pub enum LogLevel {
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "clock_exporter",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("CLOCK_EXPORTER_REVISION"), ")"),
     about = "Prometheus exporter that tells whether this host's clock can be trusted, and why not."
 )]
 pub struct Cli {
