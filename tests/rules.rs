@@ -335,6 +335,21 @@ fn every_alert_has_severity_values_and_a_runbook_section() {
             problems.push(format!("docs/runbooks.md has no section \"## {alert}\""));
         }
     }
+    // Each alert's section says what it means, how to confirm it by hand,
+    // the remedy, and when not to act.
+    for (i, part) in runbooks.split("\n## ").enumerate().skip(1) {
+        let title = part.lines().next().unwrap_or("").trim();
+        if !title.starts_with("Clock") {
+            continue;
+        }
+        for needle in ["**Means", "**Confirm:**", "**Remedy:**", "**Do not act**"] {
+            if !part.contains(needle) {
+                problems.push(format!(
+                    "docs/runbooks.md section {i} ({title}) lacks {needle}"
+                ));
+            }
+        }
+    }
     let names = alerts();
     for s in &sections {
         if s.starts_with("Clock") && !names.contains_key(*s) {
