@@ -1,0 +1,608 @@
+//! End to end, with the real Prometheus and Alertmanager unpacked by
+//! `scripts/lab-fetch`: Prometheus scrapes the built `clock_exporter` and
+//! loads `alerts/*.rules.yml`; every dashboard query must return data; a
+//! firing alert must reach a webhook through `alerts/alertmanager.example.yml`
+//! with its labels, summary and runbook_url intact.
+//!
+//! The NTP daemon lab is not part of this test. The series an ntpd or chronyd
+//! host would add come from a fixture target served by the test itself (a
+//! static `/metrics` page, scraped with `honor_labels` so that it can speak
+//! for several hosts): first a healthy fleet (a chrony client of three honest
+//! servers), then the field report's fleet (a client of vA at −87 ms and vB at
+//! +11487.6 ms marked falseticker, and a host whose watchdog demoted `tsc`).
+//! Everything runs on loopback ports, in temporary folders, and every process
+//! is killed when the test ends, whether it passes or fails.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use common::{GRAFANA_VARIABLES, Process, TempDir, expand_grafana, free_port, lab_tool};
+use serde_json::Value;
+
+/// Dashboard queries that return nothing on the healthy fleet, and why.
+const EMPTY_ON_HEALTHY_FLEET: [(&str, &str); 1] = [(
+    "clock-fleet.json panel \"Firing clock alerts\" A",
+    "no clock alert fires on a healthy fleet",
+)];
+
+/// How long any one condition may take to come true.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Reads one HTTP/1.x request: its first line and its body.
+fn read_request(stream: &mut TcpStream) -> std::io::Result<(String, String)> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let header_end = loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < header_end + length {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let first = head.lines().next().unwrap_or("").to_owned();
+    let body = String::from_utf8_lossy(&buf[header_end..]).into_owned();
+    Ok((first, body))
+}
+
+/// Serves HTTP on a loopback port from a background thread: `respond` gets
+/// the request line and body and returns the content type and body. Every
+/// response closes its connection. The thread ends with the test process.
+fn serve<F>(respond: F) -> u16
+where
+    F: Fn(&str, &str) -> (&'static str, String) + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("local addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let Ok((line, body)) = read_request(&mut stream) else {
+                continue;
+            };
+            let (content_type, out) = respond(&line, &body);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{out}",
+                out.len()
+            );
+        }
+    });
+    port
+}
+
+/// A GET to a loopback port; the status and the body.
+fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    Ok((status, body))
+}
+
+/// Percent-encodes a query-string value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Polls `check` until it returns `Some`, or panics with the last reason.
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(why) if start.elapsed() > PATIENCE => {
+                panic!("{what}: not after {PATIENCE:?}: {why}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// A Prometheus HTTP API call that must succeed; its `data`.
+fn api(port: u16, path: &str) -> Result<Value, String> {
+    let (status, body) = get(port, path).map_err(|e| format!("GET {path}: {e}"))?;
+    let v: Value =
+        serde_json::from_str(&body).map_err(|e| format!("GET {path}: {status} {e}: {body}"))?;
+    if v["status"] != "success" {
+        return Err(format!("GET {path}: {status} {body}"));
+    }
+    Ok(v["data"].clone())
+}
+
+/// An instant query's result vector.
+fn query(port: u16, expr: &str) -> Result<Vec<Value>, String> {
+    let data = api(port, &format!("/api/v1/query?query={}", encode(expr)))?;
+    Ok(data["result"].as_array().cloned().unwrap_or_default())
+}
+
+/// The test fleet's `/metrics`: one page speaking for several hosts.
+#[derive(Debug)]
+struct Fleet {
+    started: Instant,
+    seed: AtomicBool,
+}
+
+/// Writes one series with the labels of a host and its own.
+fn line(out: &mut String, name: &str, instance: &str, labels: &str, value: f64) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    writeln!(
+        out,
+        "{name}{{job=\"clock\",instance=\"{instance}\"{sep}{labels}}} {value}"
+    )
+    .expect("write to a String");
+}
+
+/// A client's daemon and its peers: (address, state, offset, jitter, bound).
+fn client(out: &mut String, host: &str, daemon: &str, peers: &[(&str, &str, f64, f64, f64)]) {
+    let d = format!("daemon=\"{daemon}\"");
+    line(out, "clock_daemon_up", host, &d, 1.0);
+    line(out, "clock_sync_leap", host, &d, 0.0);
+    line(out, "clock_sync_offset_seconds", host, &d, peers[0].2);
+    line(out, "clock_sync_root_delay_seconds", host, &d, 0.0021);
+    line(out, "clock_sync_root_dispersion_seconds", host, &d, 0.0004);
+    line(out, "clock_sync_frequency_ratio", host, &d, -0.000_012_3);
+    line(
+        out,
+        "clock_sync_frequency_wander_ratio",
+        host,
+        &d,
+        0.000_000_03,
+    );
+    let reference = format!("{d},reference=\"{}\"", peers[0].0);
+    line(out, "clock_sync_info", host, &reference, 1.0);
+    for (peer, state, offset, jitter, bound) in peers {
+        let p = format!("{d},peer=\"{peer}\"");
+        line(out, "clock_peer_offset_seconds", host, &p, *offset);
+        line(out, "clock_peer_jitter_seconds", host, &p, *jitter);
+        line(out, "clock_peer_delay_seconds", host, &p, 0.000_433);
+        line(out, "clock_peer_error_bound_seconds", host, &p, *bound);
+        line(out, "clock_peer_reachability_ratio", host, &p, 1.0);
+        let info = format!("{p},kind=\"server\",refid=\"203.0.113.5\"");
+        line(out, "clock_peer_info", host, &info, 1.0);
+        for s in clock_exporter::model::PeerState::ALL {
+            let l = format!("{p},state=\"{}\"", s.label());
+            line(
+                out,
+                "clock_peer_state",
+                host,
+                &l,
+                f64::from(u8::from(s.label() == *state)),
+            );
+        }
+    }
+}
+
+/// An NTP server host: its address, clocksource and hypervisor, and a
+/// request counter that grows 10 per second.
+fn server(out: &mut String, host: &str, address: &str, clocksource: &str, elapsed: f64) {
+    let a = format!("address=\"{address}\",interface=\"eth0\"");
+    line(out, "clock_host_address_info", host, &a, 1.0);
+    let c = format!("device=\"clocksource0\",clocksource=\"{clocksource}\"");
+    line(out, "clock_source_current_info", host, &c, 1.0);
+    line(
+        out,
+        "clock_virtualization_info",
+        host,
+        "hypervisor=\"kvm\",method=\"cpuid\"",
+        1.0,
+    );
+    line(
+        out,
+        "clock_server_requests_total",
+        host,
+        "daemon=\"ntpd\"",
+        (elapsed * 10.0).floor(),
+    );
+    line(
+        out,
+        "clock_sync_frequency_wander_ratio",
+        host,
+        "daemon=\"ntpd\"",
+        0.000_000_02,
+    );
+}
+
+impl Fleet {
+    fn metrics(&self) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let seed = self.seed.load(Ordering::SeqCst);
+        let mut out = String::new();
+        // A healthy chrony client of three honest servers.
+        client(
+            &mut out,
+            "hc:9857",
+            "chronyd",
+            &[
+                ("192.0.2.11", "selected", -0.0012, 0.0003, 0.01),
+                ("192.0.2.13", "candidate", 0.0008, 0.0004, 0.012),
+                ("198.51.100.7", "candidate", 0.0021, 0.0005, 0.008),
+            ],
+        );
+        server(&mut out, "va:9857", "192.0.2.11", "tsc", elapsed);
+        server(&mut out, "vc:9857", "192.0.2.13", "kvm-clock", elapsed);
+        let flip = if seed { "hpet" } else { "tsc" };
+        let c = format!("device=\"clocksource0\",clocksource=\"{flip}\"");
+        line(&mut out, "clock_source_current_info", "flip:9857", &c, 1.0);
+        if seed {
+            // The field report: `ntpq -p` showed vA at -87.076 ms (jitter
+            // 20.341 ms) and vB at +11487.6 ms (jitter 9868.84 ms), falsetick.
+            client(
+                &mut out,
+                "pc:9857",
+                "ntpd",
+                &[
+                    ("192.0.2.11", "selected", -0.087_076, 0.020_341, 0.022_307_5),
+                    ("192.0.2.12", "falseticker", 11.4876, 9.868_84, 9.871_626_5),
+                ],
+            );
+            server(&mut out, "vb:9857", "192.0.2.12", "kvm-clock", elapsed);
+        }
+        out
+    }
+}
+
+/// Dashboard queries that return no data now; the failures as errors.
+fn empty_dashboard_queries(prometheus: u16) -> Result<Vec<String>, String> {
+    let mut empty = Vec::new();
+    for (what, raw) in common::dashboard_expressions() {
+        let expr = expand_grafana(&raw, &GRAFANA_VARIABLES)?;
+        if query(prometheus, &expr)
+            .map_err(|e| format!("{what}: {e}"))?
+            .is_empty()
+        {
+            empty.push(what);
+        }
+    }
+    empty.sort();
+    Ok(empty)
+}
+
+/// The alerts Prometheus holds, as (name, state, labels).
+fn alerts(prometheus: u16) -> Result<Vec<(String, String, Value)>, String> {
+    let data = api(prometheus, "/api/v1/alerts")?;
+    Ok(data["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["labels"]["alertname"].as_str().unwrap_or("").to_owned(),
+                a["state"].as_str().unwrap_or("").to_owned(),
+                a["labels"].clone(),
+            )
+        })
+        .collect())
+}
+
+/// The example Alertmanager configuration, pointed at the test's webhook and
+/// with its waits cut to a second.
+fn alertmanager_config(webhook: u16) -> String {
+    let mut text = std::fs::read_to_string(common::repo().join("alerts/alertmanager.example.yml"))
+        .expect("alertmanager.example.yml");
+    for (from, to) in [
+        (
+            "https://pager.example.invalid",
+            format!("http://127.0.0.1:{webhook}/pager"),
+        ),
+        (
+            "https://tickets.example.invalid",
+            format!("http://127.0.0.1:{webhook}/tickets"),
+        ),
+        ("group_wait: 30s", "group_wait: 1s".to_owned()),
+        ("group_interval: 5m", "group_interval: 1s".to_owned()),
+    ] {
+        assert_eq!(text.matches(from).count(), 1, "{from} in the example");
+        text = text.replace(from, &to);
+    }
+    text
+}
+
+/// The unpacked Alertmanager. Debian's build reads its default notification
+/// template from the fixed path /usr/share/prometheus/alertmanager, which
+/// exists only where the package is installed (and installing it would start
+/// a service). Elsewhere Alertmanager runs in a private mount namespace in
+/// which an overlay adds the lab's usr/share under /usr/share; the machine's
+/// own /usr/share is not changed. That needs root, as the lab does.
+fn alertmanager_command() -> Command {
+    let binary = lab_tool("prometheus-alertmanager");
+    if std::path::Path::new("/usr/share/prometheus/alertmanager/default.tmpl").is_file() {
+        return Command::new(binary);
+    }
+    let share = common::lab_root().join("usr/share");
+    let share = share.to_str().expect("lab path is UTF-8");
+    assert!(
+        !share.contains([':', ',']),
+        "{share}: an overlay lower dir cannot contain ':' or ','"
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount -t overlay overlay -o "lowerdir=/usr/share:$0" /usr/share && exec "$@""#)
+        .arg(share)
+        .arg(binary);
+    cmd
+}
+
+/// Starts a Prometheus-style server (`--config.file`, a storage flag,
+/// `--web.listen-address`) on a free loopback port with its config and data
+/// in `dir`, and waits until `/-/ready` answers; returns it and its port.
+fn launch(
+    name: &str,
+    mut cmd: Command,
+    dir: &TempDir,
+    config: &str,
+    storage_flag: &str,
+    extra: &[&str],
+) -> (Process, u16) {
+    let port = free_port();
+    let config_file = dir.path().join(format!("{name}.yml"));
+    std::fs::write(&config_file, config).expect("write config");
+    let storage = dir.path().join(format!("{name}-data"));
+    cmd.arg(format!("--config.file={}", config_file.display()))
+        .arg(format!("--{storage_flag}={}", storage.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(extra)
+        .current_dir(dir.path());
+    let process = Process::start(name, &mut cmd, &dir.path().join(format!("{name}.log")));
+    wait_for(&format!("{name} ready"), || match get(port, "/-/ready") {
+        Ok((200, _)) => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    (process, port)
+}
+
+/// Starts Alertmanager and Prometheus on loopback; returns them and
+/// Prometheus' port.
+fn start_stack(dir: &TempDir, exporter: u16, fleet: u16, webhook: u16) -> (Process, Process, u16) {
+    let (alertmanager, am_port) = launch(
+        "alertmanager",
+        alertmanager_command(),
+        dir,
+        &alertmanager_config(webhook),
+        "storage.path",
+        // No gossip: a cluster listener would bind every address.
+        &["--cluster.listen-address="],
+    );
+    let rule_files: Vec<String> = common::rule_files()
+        .iter()
+        .map(|p| format!("  - {}\n", p.display()))
+        .collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         rule_files:\n{}\
+         alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"127.0.0.1:{am_port}\"]\n\
+         scrape_configs:\n\
+         \x20 - job_name: clock\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter}\"]\n\
+         \x20 - job_name: clock-fleet-fixture\n    honor_labels: true\n    static_configs:\n      - targets: [\"127.0.0.1:{fleet}\"]\n",
+        rule_files.concat()
+    );
+    let (prometheus, prom_port) = launch(
+        "prometheus",
+        Command::new(lab_tool("prometheus")),
+        dir,
+        &config,
+        "storage.tsdb.path",
+        &["--rules.alert.resend-delay=1s"],
+    );
+    (alertmanager, prometheus, prom_port)
+}
+
+/// Every rule of the rule files is loaded and evaluates without error.
+fn assert_rules_loaded(prometheus: u16) {
+    let expected = common::rules().len();
+    wait_for("every rule evaluated", || {
+        let data = api(prometheus, "/api/v1/rules")?;
+        let rules: Vec<&Value> = data["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+            .collect();
+        if let Some(bad) = rules.iter().find(|r| r["health"] == "err") {
+            panic!("a rule fails in Prometheus: {bad}");
+        }
+        let ok = rules.iter().filter(|r| r["health"] == "ok").count();
+        if rules.len() == expected && ok == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "{ok} of {} rules ok, {expected} expected",
+                rules.len()
+            ))
+        }
+    });
+}
+
+#[test]
+#[ignore = "needs the lab: run scripts/test"]
+fn prometheus_and_alertmanager_run_the_rules_dashboards_and_alerts() {
+    let dir = TempDir::new("alerting-e2e");
+    let exporter_port = free_port();
+    let mut exporter = Process::start(
+        "clock_exporter",
+        Command::new(env!("CARGO_BIN_EXE_clock_exporter"))
+            .arg(format!("--web.listen-address=127.0.0.1:{exporter_port}")),
+        &dir.path().join("exporter.log"),
+    );
+    wait_for("clock_exporter answering", || {
+        match get(exporter_port, "/metrics") {
+            Ok((200, body)) if body.contains("clock_time_seconds ") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let fleet = Arc::new(Fleet {
+        started: Instant::now(),
+        seed: AtomicBool::new(false),
+    });
+    let page = Arc::clone(&fleet);
+    let fleet_port = serve(move |_, _| ("text/plain; version=0.0.4", page.metrics()));
+    let received: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let inbox = Arc::clone(&received);
+    let webhook_port = serve(move |line, body| {
+        inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((line.to_owned(), body.to_owned()));
+        ("text/plain", String::new())
+    });
+    let (mut alertmanager, mut prometheus, prom) =
+        start_stack(&dir, exporter_port, fleet_port, webhook_port);
+    assert_rules_loaded(prom);
+
+    // The healthy fleet: every panel has data but the firing alerts.
+    let expected_empty: Vec<String> = EMPTY_ON_HEALTHY_FLEET
+        .iter()
+        .map(|(q, _)| (*q).to_owned())
+        .collect();
+    wait_for("dashboards on the healthy fleet", || {
+        let empty = empty_dashboard_queries(prom)?;
+        if empty == expected_empty {
+            Ok(())
+        } else {
+            Err(format!("empty: {empty:#?}"))
+        }
+    });
+
+    // The field report's fleet.
+    fleet.seed.store(true, Ordering::SeqCst);
+    check_seed_alerts(prom);
+    wait_for("every dashboard query has data", || {
+        let empty = empty_dashboard_queries(prom)?;
+        if empty.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("empty: {empty:#?}"))
+        }
+    });
+    check_delivery(&received);
+    for p in [&mut exporter, &mut alertmanager, &mut prometheus] {
+        p.assert_running();
+    }
+}
+
+/// The seed's alerts name vB; the healthy client raises no peer alert; the
+/// demoted tsc fires ClockSourceChanged at once.
+fn check_seed_alerts(prom: u16) {
+    let has =
+        |alerts: &[(String, String, Value)], name: &str, states: &[&str], label: (&str, &str)| {
+            alerts
+                .iter()
+                .any(|(n, s, l)| n == name && states.contains(&s.as_str()) && l[label.0] == label.1)
+        };
+    let seen = wait_for("the seed's alerts", || {
+        let a = alerts(prom)?;
+        let ok = has(
+            &a,
+            "ClockPeersDisagree",
+            &["pending", "firing"],
+            ("peer", "192.0.2.12"),
+        ) && has(
+            &a,
+            "ClockPeerFalseticker",
+            &["pending", "firing"],
+            ("peer", "192.0.2.12"),
+        ) && has(
+            &a,
+            "ClockSourceChanged",
+            &["firing"],
+            ("instance", "flip:9857"),
+        );
+        if ok { Ok(a) } else { Err(format!("{a:#?}")) }
+    });
+    for (name, _, labels) in &seen {
+        if labels["peer"] == "192.0.2.12" {
+            assert_eq!(labels["instance"], "pc:9857", "{name}: {labels}");
+        }
+        assert_ne!(
+            labels["instance"], "hc:9857",
+            "the healthy client raised {name}: {labels}"
+        );
+        assert_ne!(
+            labels["peer"], "192.0.2.11",
+            "{name} blames the honest vA: {labels}"
+        );
+    }
+}
+
+/// Alertmanager delivered ClockSourceChanged to the ticket webhook, labels
+/// and annotations intact.
+fn check_delivery(received: &Mutex<Vec<(String, String)>>) {
+    let (line, payload) = wait_for("ClockSourceChanged at the webhook", || {
+        let got = received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        got.into_iter()
+            .find(|(_, body)| body.contains("ClockSourceChanged"))
+            .ok_or_else(|| "nothing yet".to_owned())
+    });
+    assert!(line.starts_with("POST /tickets/clock "), "routed to {line}");
+    let v: Value = serde_json::from_str(&payload).expect("webhook JSON");
+    assert_eq!(v["receiver"], "tickets", "{v}");
+    assert_eq!(v["status"], "firing", "{v}");
+    let alert = v["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["labels"]["alertname"] == "ClockSourceChanged")
+        .unwrap_or_else(|| panic!("no ClockSourceChanged in {v}"));
+    let labels = &alert["labels"];
+    assert_eq!(labels["instance"], "flip:9857", "{alert}");
+    assert_eq!(labels["job"], "clock", "{alert}");
+    assert_eq!(labels["device"], "clocksource0", "{alert}");
+    assert_eq!(labels["severity"], "warning", "{alert}");
+    let ann = &alert["annotations"];
+    assert_eq!(
+        ann["summary"], "Clocksource of flip:9857 changed within the last hour",
+        "{alert}"
+    );
+    assert_eq!(
+        ann["description"],
+        "flip:9857 (clocksource0) used 2 different clocksources within the last hour; it now uses hpet.",
+        "{alert}"
+    );
+    assert_eq!(
+        ann["runbook_url"],
+        "https://example.invalid/clock_exporter/blob/main/docs/runbooks.md#clocksourcechanged",
+        "{alert}"
+    );
+}
