@@ -227,10 +227,13 @@ impl Ntpd {
         let me = self.clone();
         let task = tokio::spawn(async move {
             let result = query(me.address, me.timeout, &me.sequence, full).await;
+            // A local socket error is recorded as not answering too: a
+            // background probe must always record, or none would follow.
             match &result {
                 Ok(_) | Err(QueryError::Protocol(_)) => me.presence.record(Instant::now(), Ok(())),
-                Err(QueryError::Absent(why)) => me.presence.record(Instant::now(), Err(why)),
-                Err(QueryError::Io(_)) => {}
+                Err(QueryError::Absent(why) | QueryError::Io(why)) => {
+                    me.presence.record(Instant::now(), Err(why));
+                }
             }
             result
         });
