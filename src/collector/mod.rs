@@ -3,6 +3,7 @@
 
 pub mod clocksource;
 pub mod daemon;
+pub mod ntpd;
 pub mod time;
 pub mod timex;
 
@@ -135,6 +136,7 @@ pub static REGISTRY: &[Registration] = &[
     timex::REGISTRATION,
     time::REGISTRATION,
     clocksource::REGISTRATION,
+    ntpd::REGISTRATION,
 ];
 
 /// No extra flags.

@@ -1,0 +1,100 @@
+//! What one ntpd query costs, against running `ntpq -pn` as a subprocess
+//! (what telegraf's ntpq input does), on a real ntpd with ten associations.
+//! The target (docs/performance.md): ours takes at most a tenth of ntpq's time.
+
+mod lab;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::AtomicU16;
+use std::time::{Duration, Instant};
+
+use clock_exporter::collector::ntpd::query;
+use lab::{Netns, Ntpd, SkewedServer, link, wait_for};
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const SERVERS: u8 = 10;
+const RUNS: usize = 15;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn one_query_costs_a_tenth_of_ntpq_or_less() {
+    lab::require_root();
+    let root = lab::root();
+    let client = Netns::new();
+    let addresses: Vec<Ipv4Addr> = (0..SERVERS)
+        .map(|i| Ipv4Addr::new(192, 0, 2, 20 + i))
+        .collect();
+    let mut servers = Vec::new();
+    let mut hosts = Vec::new();
+    for (i, a) in addresses.iter().enumerate() {
+        let host = Netns::new();
+        link(&client, CLIENT, &host, *a);
+        // Honest responders but one, 11.5 s ahead.
+        let offset = if i == 0 { 11.5 } else { 0.0 };
+        servers.push(SkewedServer::start(&host, *a, offset, 0.0));
+        hosts.push(host);
+    }
+    let config = addresses
+        .iter()
+        .map(|a| format!("server {a} iburst minpoll 3 maxpoll 4"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ntpd = Ntpd::start(&root, &client, "ntpd-bench", &config);
+    let peers = wait_for("every association reached", Duration::from_secs(60), || {
+        let p = Ntpd::ntpq(&root, &client, &["-n", "-p"]);
+        let reached = p
+            .lines()
+            .skip(2)
+            .filter(|l| l.split_whitespace().nth(6).is_some_and(|r| r != "0"))
+            .count();
+        (reached == usize::from(SERVERS)).then_some(p)
+    });
+
+    let ours: Vec<Duration> = client.enter(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let sequences = AtomicU16::new(1);
+        let address: SocketAddr = "127.0.0.1:123".parse().expect("address");
+        (0..RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                let reading = rt
+                    .block_on(query(address, Duration::from_secs(2), &sequences, true))
+                    .expect("query");
+                let took = start.elapsed();
+                assert_eq!(reading.peers.len(), usize::from(SERVERS));
+                assert!(reading.problems.is_empty(), "{:?}", reading.problems);
+                took
+            })
+            .collect()
+    });
+    let theirs: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            let out = Ntpd::ntpq(&root, &client, &["-n", "-p"]);
+            let took = start.elapsed();
+            assert_eq!(out.lines().count(), 2 + usize::from(SERVERS), "{out}");
+            took
+        })
+        .collect();
+    let (ours, theirs) = (median(ours), median(theirs));
+    eprintln!(
+        "{SERVERS} associations, median of {RUNS}: our query {ours:?}, ntpq -pn {theirs:?} ({:.0}x)\n{peers}",
+        theirs.as_secs_f64() / ours.as_secs_f64()
+    );
+    assert!(
+        ours * 10 <= theirs,
+        "ours {ours:?} is more than a tenth of ntpq's {theirs:?}"
+    );
+    // Processes and responders stop before their namespaces go.
+    drop(ntpd);
+    drop(servers);
+    drop(hosts);
+}
