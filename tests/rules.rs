@@ -14,7 +14,7 @@ use std::process::Command;
 
 use clock_exporter::collector::timex;
 use clock_exporter::metrics::Desc;
-use clock_exporter::model::{self, PeerKind, PeerState};
+use clock_exporter::model::{PeerKind, PeerState};
 use common::{
     GRAFANA_VARIABLES, Rule, expand_grafana, lab_tool, load_json, load_yaml, name, panels,
     rule_files, rule_test_files, rules, run,

@@ -300,8 +300,9 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 /// A chronyd instance: its private directory (config, pid, drift, socket) and process.
 #[derive(Debug)]
 pub struct Chronyd {
-    pub dir: TempDir,
+    // Fields drop in order: the process dies before its directory goes.
     pub proc: Proc,
+    pub dir: TempDir,
 }
 
 impl Chronyd {
@@ -332,7 +333,7 @@ impl Chronyd {
                 sock.exists().then_some(())
             },
         );
-        Chronyd { dir, proc }
+        Chronyd { proc, dir }
     }
 
     /// The command socket path.
@@ -488,8 +489,8 @@ pub fn sample(body: &str, selector: &str) -> Option<f64> {
 /// A running exporter in a namespace, killed on drop.
 #[derive(Debug)]
 pub struct Exporter {
-    pub dir: TempDir,
     pub proc: Proc,
+    pub dir: TempDir,
     pub addr: String,
 }
 
@@ -515,7 +516,7 @@ impl Exporter {
             let a = a.clone();
             in_netns(&name, move || http_get(&a, "/", None).is_ok()).then_some(())
         });
-        Exporter { dir, proc, addr }
+        Exporter { proc, dir, addr }
     }
 
     /// Scrapes `/metrics` in the classic text format from inside `ns`.
@@ -533,8 +534,8 @@ impl Exporter {
 /// every address), with `disable ntp` so it never disciplines the clock.
 #[derive(Debug)]
 pub struct Ntpd {
-    pub dir: TempDir,
     pub proc: Proc,
+    pub dir: TempDir,
 }
 
 impl Ntpd {
@@ -559,7 +560,7 @@ impl Ntpd {
         let mut proc = Proc::spawn(cmd, log, &format!("ntpd {tag}"));
         std::thread::sleep(Duration::from_millis(300));
         proc.assert_running();
-        Ntpd { dir, proc }
+        Ntpd { proc, dir }
     }
 
     /// Runs NTPsec's own `ntpq` in the namespace (the Python tool, with the
@@ -594,8 +595,8 @@ pub fn free_port() -> u16 {
 /// root needed), killed on drop.
 #[derive(Debug)]
 pub struct LocalExporter {
-    pub dir: TempDir,
     pub proc: Proc,
+    pub dir: TempDir,
     pub addr: String,
 }
 
@@ -610,7 +611,7 @@ impl LocalExporter {
             proc.assert_running();
             http_get(&addr, "/", None).ok().map(|_| ())
         });
-        LocalExporter { dir, proc, addr }
+        LocalExporter { proc, dir, addr }
     }
 
     /// GET a path; panics on connection errors.

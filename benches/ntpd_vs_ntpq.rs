@@ -1,7 +1,10 @@
 //! What one ntpd query costs, against running `ntpq -pn` as a subprocess
 //! (what telegraf's ntpq input does), on a real ntpd with ten associations.
-//! The target (docs/performance.md): ours takes at most a tenth of ntpq's time.
+//! A benchmark, not a test: it reports the ratio (docs/performance.md) and
+//! fails only if the lab cannot be set up. Needs root (network namespaces):
+//! `cargo bench --bench ntpd_vs_ntpq`.
 
+#[path = "../tests/lab/mod.rs"]
 mod lab;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -20,9 +23,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-#[test]
-#[ignore = "needs root and the lab: run scripts/test"]
-fn one_query_costs_a_tenth_of_ntpq_or_less() {
+fn main() {
     lab::require_root();
     let root = lab::root();
     let client = Netns::new();
@@ -89,9 +90,9 @@ fn one_query_costs_a_tenth_of_ntpq_or_less() {
         "{SERVERS} associations, median of {RUNS}: our query {ours:?}, ntpq -pn {theirs:?} ({:.0}x)\n{peers}",
         theirs.as_secs_f64() / ours.as_secs_f64()
     );
-    assert!(
-        ours * 10 <= theirs,
-        "ours {ours:?} is more than a tenth of ntpq's {theirs:?}"
+    println!(
+        "ntpd query vs ntpq -pn: ours {ours:?}, ntpq {theirs:?}, ratio ours/ntpq {:.4}",
+        ours.as_secs_f64() / theirs.as_secs_f64()
     );
     // Processes and responders stop before their namespaces go.
     drop(ntpd);
