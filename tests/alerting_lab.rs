@@ -51,9 +51,13 @@ fn rule_files() -> Vec<String> {
 }
 
 fn start_prometheus(root: &Path, ns: &Netns, dir: &TempDir) -> Proc {
-    let rules: String = rule_files().iter().map(|f| format!("  - {f}\n")).collect();
+    let rules = rule_files()
+        .iter()
+        .map(|f| format!("  - {f}"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rules}\
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rules}\n\
          scrape_configs:\n  - job_name: clock\n    static_configs:\n      - targets: [\"127.0.0.1:9857\"]\n"
     );
     let config_path = dir.path().join("prometheus.yml");
@@ -143,10 +147,11 @@ fn lab(third_skewed: bool) -> Lab {
         chronyds.push(chrony_server(&root, &servers[2], "server-c"));
         None
     };
-    let config: String = SERVERS
+    let config = SERVERS
         .iter()
-        .map(|a| format!("server {a} iburst minpoll 3 maxpoll 4\n"))
-        .collect();
+        .map(|a| format!("server {a} iburst minpoll 3 maxpoll 4"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let ntpd = Ntpd::start(&root, &client, "ntpd", &config);
     let exporter = Exporter::start(&client, &["--collector.ntpd.address", "127.0.0.1:123"]);
     // Prometheus starts watching once ntpd has settled, as it would on a
