@@ -1,6 +1,7 @@
 //! Collectors: one module per kernel or daemon interface, all registered in
 //! [`REGISTRY`], which also generates their `--collector.<name>` flags.
 
+pub mod chrony;
 pub mod clocksource;
 pub mod daemon;
 pub mod time;
@@ -129,6 +130,7 @@ pub static REGISTRY: &[Registration] = &[
     timex::REGISTRATION,
     time::REGISTRATION,
     clocksource::REGISTRATION,
+    chrony::REGISTRATION,
 ];
 
 /// No extra flags.

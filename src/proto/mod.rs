@@ -1,3 +1,4 @@
 //! Pure wire formats: `&[u8]` in, `Result` out, no IO.
 
+pub mod cmdmon;
 pub mod ntp;
