@@ -802,7 +802,8 @@ pub struct NtpData {
     pub ref_id: u32,
     /// Reference time the source announced.
     pub ref_time: Timespec,
-    /// Offset of the last measurement, seconds, local minus source.
+    /// Offset of the last measurement, seconds, source minus local (θ:
+    /// the opposite of SOURCE_DATA's sign, as the captured fixtures show).
     pub offset: f64,
     /// Round-trip delay of the last measurement, seconds.
     pub peer_delay: f64,
@@ -1095,5 +1096,7 @@ impl<'a> Reader<'a> {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod captured;
 #[cfg(test)]
 mod tests;

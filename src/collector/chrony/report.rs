@@ -4,8 +4,8 @@
 //! Signs (proven against chronyc in `tests/chrony_lab.rs`): TRACKING's
 //! `current_correction` already is θ (positive when the system clock is
 //! behind); `last_offset`, SOURCE_DATA's `orig_latest_meas` and `latest_meas`,
-//! SOURCESTATS' `est_offset` and NTP_DATA's `offset` are local minus source
-//! and are negated; chrony's frequencies (`freq_ppm`, `resid_freq_ppm`) are
+//! SOURCESTATS' `est_offset` are local minus source and are negated (NTP_DATA's
+//! `offset` is θ already, and not used); chrony's frequencies (`freq_ppm`, `resid_freq_ppm`) are
 //! the kernel's correction negated, and are negated too.
 
 use std::collections::HashMap;
@@ -438,6 +438,9 @@ fn sources(s: &Snapshot) -> (Vec<Peer>, Vec<Family>) {
         );
         if let Some(st) = st {
             extra(&PEER_SAMPLES, Some(f64::from(st.n_samples)));
+        }
+        // Without samples chronyd fills the statistics with placeholders.
+        if let Some(st) = st.filter(|st| st.n_samples > 0) {
             extra(&PEER_SAMPLE_SPAN, Some(f64::from(st.span_seconds)));
             extra(&PEER_FREQUENCY, Some(-st.resid_freq_ppm * PPM));
             extra(&PEER_FREQUENCY_SKEW, Some(st.skew_ppm * PPM));
