@@ -72,6 +72,7 @@ pub static METRICS: &[&Desc] = &[
     &report::TRACKING_RESIDUAL_FREQUENCY,
     &report::TRACKING_REFERENCE_TIME,
     &report::PEER_ADJUSTED_OFFSET,
+    &report::PEER_MEASURED_OFFSET,
     &report::PEER_LAST_SAMPLE_AGE,
     &report::PEER_SAMPLES,
     &report::PEER_SAMPLE_SPAN,

@@ -61,7 +61,14 @@ desc!(
     "clock_chrony_peer_adjusted_offset_seconds",
     Gauge,
     ["peer"],
-    "The source's last measured offset adjusted for the clock corrections chronyd made since, in seconds, positive when the source is ahead."
+    "The source's offset from chronyd's own timescale: its last measurement adjusted for the corrections chronyd made since (chronyc sources, before the brackets), in seconds, positive when the source is ahead."
+);
+desc!(
+    PEER_MEASURED_OFFSET,
+    "clock_chrony_peer_measured_offset_seconds",
+    Gauge,
+    ["peer"],
+    "The source's offset from chronyd's timescale as measured at its last sample (chronyc sources, in brackets), in seconds, positive when the source is ahead."
 );
 desc!(
     PEER_LAST_SAMPLE_AGE,
@@ -225,6 +232,7 @@ pub static EXTRAS: &[&Desc] = &[
     &TRACKING_RESIDUAL_FREQUENCY,
     &TRACKING_REFERENCE_TIME,
     &PEER_ADJUSTED_OFFSET,
+    &PEER_MEASURED_OFFSET,
     &PEER_LAST_SAMPLE_AGE,
     &PEER_SAMPLES,
     &PEER_SAMPLE_SPAN,
@@ -335,7 +343,8 @@ pub fn report(s: &Snapshot) -> (DaemonReport, Vec<Family>) {
         peers.extend(local_clock(t));
         sync_status(t)
     });
-    let (mut p, peer_extras) = sources(s);
+    let correction = s.tracking.map_or(0.0, |t| t.current_correction);
+    let (mut p, peer_extras) = sources(s, correction);
     peers.append(&mut p);
     extras.extend(peer_extras);
     if let Some((raw, counts)) = &s.server {
@@ -400,7 +409,14 @@ fn local_clock(t: &Tracking) -> Option<Peer> {
 /// Peers from SOURCE_DATA, joined by address (never by index: a pool's
 /// replacement shifts indices) with SOURCESTATS and NTP_DATA; and chrony's
 /// per-source families.
-fn sources(s: &Snapshot) -> (Vec<Peer>, Vec<Family>) {
+///
+/// chronyd measures sources against its own timescale, which runs ahead of
+/// the system clock by the correction it has yet to apply (TRACKING's
+/// `current_correction`; under `-x`, everything it ever decided). A peer's
+/// offset from the *system clock*, the contract of `clock_peer_offset_seconds`,
+/// is therefore the adjusted measurement moved by that correction:
+/// `current_correction − latest_meas`.
+fn sources(s: &Snapshot, correction: f64) -> (Vec<Peer>, Vec<Family>) {
     let stats: HashMap<SourceKey, &SourceStats> = s
         .stats
         .iter()
@@ -432,6 +448,10 @@ fn sources(s: &Snapshot) -> (Vec<Peer>, Vec<Family>) {
             }
         };
         extra(&PEER_ADJUSTED_OFFSET, sampled.then_some(-sd.latest_meas));
+        extra(
+            &PEER_MEASURED_OFFSET,
+            sampled.then_some(-sd.orig_latest_meas),
+        );
         extra(
             &PEER_LAST_SAMPLE_AGE,
             sampled.then_some(f64::from(sd.since_sample)),
@@ -471,7 +491,7 @@ fn sources(s: &Snapshot) -> (Vec<Peer>, Vec<Family>) {
             refid,
             state: peer_state(sd),
             stratum: Some(sd.stratum.min(255) as u8),
-            offset_seconds: sampled.then_some(-sd.orig_latest_meas),
+            offset_seconds: sampled.then_some(correction - sd.latest_meas),
             delay_seconds: nd.map(|n| n.peer_delay),
             jitter_seconds: st.filter(|st| st.n_samples > 0).map(|st| st.sd),
             dispersion_seconds: nd.map(|n| n.peer_dispersion),

@@ -64,15 +64,18 @@ fn captured_snapshot() -> Snapshot {
     s
 }
 
-#[test]
-fn captured_scrape_maps_onto_the_shared_model_with_theta_signs() {
+/// The value of a sample of the captured scrape's families.
+fn captured_value(d: &crate::metrics::Desc, labels: &[&str]) -> Option<f64> {
     let (r, extras) = report(&captured_snapshot());
     let f = r.families();
-    let v = |d: &crate::metrics::Desc, labels: &[&str]| {
-        find(&f, d)
-            .or_else(|| find(&extras, d))
-            .and_then(|fam| fam.value(labels))
-    };
+    find(&f, d)
+        .or_else(|| find(&extras, d))
+        .and_then(|fam| fam.value(labels))
+}
+
+#[test]
+fn captured_tracking_maps_onto_the_sync_series() {
+    let v = captured_value;
     // Tracking: current_correction is already θ; frequency is negated.
     assert_eq!(
         v(&model::SYNC_OFFSET, &["chronyd"]),
@@ -90,11 +93,27 @@ fn captured_scrape_maps_onto_the_shared_model_with_theta_signs() {
         Some(5.424_550_408_861_250_6e-8)
     );
     assert_eq!(v(&TRACKING_INFO, &["C000020D", "192.0.2.13"]), Some(1.0));
+}
+
+#[test]
+fn captured_sources_map_onto_the_peer_series_with_theta_signs() {
+    let v = captured_value;
+    let extras = report(&captured_snapshot()).1;
     // Sources: the skewed server is ahead (+11.5 s) and a falseticker.
     let skewed = ["chronyd", "192.0.2.12"];
+    // Peer minus system clock: chronyd's adjusted measurement moved by the
+    // correction it has yet to apply.
     assert_eq!(
         v(&model::PEER_OFFSET, &skewed),
+        Some(-2.661_965_481_820_516_3e-6 + 11.500_020_980_834_961)
+    );
+    assert_eq!(
+        v(&PEER_MEASURED_OFFSET, &["192.0.2.12"]),
         Some(11.500_020_980_834_961)
+    );
+    assert_eq!(
+        v(&PEER_ADJUSTED_OFFSET, &["192.0.2.13"]),
+        Some(-7.142_445_497_265_726e-7)
     );
     assert_eq!(
         v(&model::PEER_ERROR_BOUND, &skewed),
