@@ -1115,3 +1115,59 @@ fn without_chronyd_scrapes_stay_fast_and_up_follows_presence() {
         exporter.proc.log_text()
     );
 }
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn without_permission_on_the_socket_the_log_says_so_and_udp_still_answers() {
+    lab::require_root();
+    let root = lab::root();
+    let ns = Netns::new();
+    // chronyd's private directory is root's, mode 0700: nobody may not use it.
+    let chronyd = chrony_server(&root, &ns, "private");
+    let socket = chronyd.socket().display().to_string();
+    let dir = lab::TempDir::new("exporter-nobody");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
+    let mut cmd = ns.command("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(lab::exporter_bin())
+        .args([
+            "--web.listen-address",
+            "127.0.0.1:9857",
+            "--collector.chrony.socket",
+            &socket,
+        ]);
+    let mut proc = lab::Proc::spawn(
+        cmd,
+        dir.path().join("exporter.log"),
+        "clock_exporter as nobody",
+    );
+    let body = wait_for("the exporter answers", Duration::from_secs(10), || {
+        proc.assert_running();
+        ns.enter(|| lab::http_get("127.0.0.1:9857", "/metrics", None).ok())
+            .map(|(_, b)| b)
+    });
+    // UDP still answers the open commands; the socket failure fails the collector.
+    assert!(
+        body.contains("clock_daemon_up{daemon=\"chronyd\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("clock_sync_stratum{daemon=\"chronyd\"} 8"),
+        "{body}"
+    );
+    assert!(
+        body.contains("clock_scrape_collector_success{collector=\"chrony\"} 0"),
+        "{body}"
+    );
+    let log = proc.log_text();
+    eprintln!("{log}");
+    assert!(log.contains("Permission denied"), "{log}");
+    assert!(log.contains("write access to"), "{log}");
+    assert!(log.contains("falling back to UDP"), "{log}");
+    drop(proc);
+    assert_no_client_sockets(chronyd.dir.path());
+}
