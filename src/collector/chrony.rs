@@ -103,6 +103,8 @@ const TIMEOUT: &str = "collector.chrony.timeout";
 
 /// How often an unanswered request is sent again within the timeout.
 const RESEND: Duration = Duration::from_millis(300);
+/// Requests sent at once: a burst that any socket buffer holds.
+const BATCH: usize = 32;
 
 fn args() -> Vec<clap::Arg> {
     vec![
@@ -346,9 +348,12 @@ async fn read_sources(
             "chronyd reports {n} sources, more than the {MAX_SOURCES} this exporter reads"
         )));
     }
-    for i in 0..n {
-        for request in [Request::SourceData(i), Request::SourceStats(i)] {
-            match client.ask(request).await {
+    let requests: Vec<Request> = (0..n)
+        .flat_map(|i| [Request::SourceData(i), Request::SourceStats(i)])
+        .collect();
+    for batch in requests.chunks(BATCH) {
+        for result in client.ask_all(batch).await {
+            match result {
                 Ok(Reply::SourceData(d)) => snapshot.sources.push(d),
                 Ok(Reply::SourceStats(s)) => snapshot.stats.push(s),
                 Ok(_) => return Err(QueryError::Protocol("unexpected reply to sources".into())),
@@ -369,15 +374,20 @@ async fn read_sources(
             .filter(|s| s.mode != cmdmon::SourceMode::Reference)
             .filter_map(|s| s.address.ip())
             .collect();
-        for ip in ips {
-            match client.ask(Request::NtpData(ip)).await {
-                Ok(Reply::NtpData(d)) => snapshot.ntp_data.push(d),
-                Ok(_) => return Err(QueryError::Protocol("unexpected reply to ntpdata".into())),
-                Err(QueryError::Refused {
-                    status: Status::NoSuchSource,
-                    ..
-                }) => {}
-                Err(e) => return Err(e),
+        let requests: Vec<Request> = ips.into_iter().map(Request::NtpData).collect();
+        for batch in requests.chunks(BATCH) {
+            for result in client.ask_all(batch).await {
+                match result {
+                    Ok(Reply::NtpData(d)) => snapshot.ntp_data.push(d),
+                    Ok(_) => {
+                        return Err(QueryError::Protocol("unexpected reply to ntpdata".into()));
+                    }
+                    Err(QueryError::Refused {
+                        status: Status::NoSuchSource,
+                        ..
+                    }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
@@ -531,59 +541,130 @@ impl<'a> Client<'a> {
     }
 
     async fn ask(&mut self, request: Request) -> Result<Reply, QueryError> {
-        let sequence = random_sequence();
-        let datagram = request.encode(sequence);
-        self.conn.send(&datagram).await?;
+        self.ask_all(&[request])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(QueryError::Protocol("no request".into())))
+    }
+
+    /// Sends the requests at once, each with its own random sequence number,
+    /// and matches the replies to them by sequence number: chronyd answers
+    /// each datagram on its own, so a scrape costs one round trip per batch
+    /// rather than one per request. Unanswered requests are sent again every
+    /// [`RESEND`], as chronyc does, until the deadline.
+    async fn ask_all(&mut self, requests: &[Request]) -> Vec<Result<Reply, QueryError>> {
+        let mut results: Vec<Option<Result<Reply, QueryError>>> =
+            requests.iter().map(|_| None).collect();
+        let sequences: Vec<u32> = requests.iter().map(|_| random_sequence()).collect();
+        let datagrams: Vec<Vec<u8>> = requests
+            .iter()
+            .zip(&sequences)
+            .map(|(r, s)| r.encode(*s))
+            .collect();
+        if let Err(e) = self.send_pending(&datagrams, &results).await {
+            return fill(results, &e);
+        }
+        let mut pending = requests.len();
         let mut resend_at = Instant::now() + RESEND;
-        loop {
+        while pending > 0 {
             let wait_until = resend_at.min(self.deadline);
-            let received =
-                tokio::time::timeout_at(wait_until, self.conn.recv(&mut self.buf[..])).await;
-            let n = match received {
-                Ok(r) => r?,
+            let n = match tokio::time::timeout_at(wait_until, self.conn.recv(&mut self.buf[..]))
+                .await
+            {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return fill(results, &e.into()),
                 Err(_) if Instant::now() >= self.deadline => {
-                    return Err(QueryError::Timeout {
-                        request: request.name(),
-                        endpoint: self.conn.endpoint().to_string(),
-                        timeout: self.timeout,
-                        skipped: self.skipped,
-                    });
+                    for (slot, request) in results.iter_mut().zip(requests) {
+                        slot.get_or_insert_with(|| {
+                            Err(QueryError::Timeout {
+                                request: request.name(),
+                                endpoint: self.conn.endpoint().to_string(),
+                                timeout: self.timeout,
+                                skipped: self.skipped,
+                            })
+                        });
+                    }
+                    break;
                 }
                 Err(_) => {
                     // Lost on the way, or chronyd was busy: ask again with the
-                    // same sequence number, as chronyc does.
-                    self.conn.send(&datagram).await?;
+                    // same sequence numbers.
+                    if let Err(e) = self.send_pending(&datagrams, &results).await {
+                        return fill(results, &e);
+                    }
                     resend_at += RESEND;
                     continue;
                 }
             };
+            let endpoint = self.conn.endpoint().to_string();
+            let bytes = &self.buf[..n];
             if n >= MAX_DATAGRAM {
-                return Err(QueryError::Protocol(format!(
-                    "reply to {} from {} is {n} bytes or more, too long for chronyd",
-                    request.name(),
-                    self.conn.endpoint()
-                )));
+                let e = QueryError::Protocol(format!(
+                    "reply from {endpoint} is {n} bytes or more, too long for chronyd"
+                ));
+                return fill(results, &e);
             }
-            match cmdmon::decode_reply(request, sequence, &self.buf[..n]) {
-                Ok(reply) => return Ok(reply),
-                Err(ReplyError::NotOurs { .. }) => self.skipped += 1,
-                Err(ReplyError::Refused(status)) => {
-                    return Err(QueryError::Refused {
-                        request,
-                        status,
-                        endpoint: self.conn.endpoint().to_string(),
-                    });
+            let header = match cmdmon::ReplyHeader::parse(bytes) {
+                Ok(h) => h,
+                Err(e) => {
+                    let e = QueryError::Protocol(format!("reply from {endpoint}: {e}"));
+                    return fill(results, &e);
                 }
-                Err(ReplyError::Parse(e)) => {
-                    return Err(QueryError::Protocol(format!(
-                        "reply to {} from {}: {e}",
-                        request.name(),
-                        self.conn.endpoint()
-                    )));
+            };
+            let Some(i) = (0..requests.len())
+                .find(|&i| sequences[i] == header.sequence && results[i].is_none())
+            else {
+                self.skipped += 1;
+                continue;
+            };
+            let request = requests[i];
+            results[i] = match cmdmon::decode_reply(request, sequences[i], bytes) {
+                Ok(reply) => Some(Ok(reply)),
+                Err(ReplyError::NotOurs { .. }) => {
+                    self.skipped += 1;
+                    continue;
                 }
+                Err(ReplyError::Refused(status)) => Some(Err(QueryError::Refused {
+                    request,
+                    status,
+                    endpoint,
+                })),
+                Err(ReplyError::Parse(e)) => Some(Err(QueryError::Protocol(format!(
+                    "reply to {} from {endpoint}: {e}",
+                    request.name()
+                )))),
+            };
+            pending -= 1;
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(QueryError::Protocol("unanswered".into()))))
+            .collect()
+    }
+
+    async fn send_pending(
+        &self,
+        datagrams: &[Vec<u8>],
+        results: &[Option<Result<Reply, QueryError>>],
+    ) -> Result<(), QueryError> {
+        for (d, r) in datagrams.iter().zip(results) {
+            if r.is_none() {
+                self.conn.send(d).await?;
             }
         }
+        Ok(())
     }
+}
+
+/// Every request not answered yet fails with `e`.
+fn fill(
+    results: Vec<Option<Result<Reply, QueryError>>>,
+    e: &QueryError,
+) -> Vec<Result<Reply, QueryError>> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(e.clone())))
+        .collect()
 }
 
 #[cfg(test)]
