@@ -66,6 +66,15 @@ impl Desc {
     }
 }
 
+/// Declares a `pub static` [`Desc`]: `desc!(ID, "name", Gauge, ["label"], "Help.")`.
+macro_rules! desc {
+    ($id:ident, $name:literal, $kind:ident, [$($l:literal),*], $help:literal) => {
+        /// See the help text.
+        pub static $id: Desc = Desc { name: $name, help: $help, kind: Kind::$kind, labels: &[$($l),*] };
+    };
+}
+pub(crate) use desc;
+
 /// One sample: label values in the order of [`Desc::labels`], and a value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

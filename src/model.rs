@@ -7,7 +7,7 @@
 //! the peer is ahead; the sync offset is positive when the local clock is
 //! behind its reference. Frequencies follow the kernel's adjtimex sign.
 
-use crate::metrics::{Desc, Family, Kind};
+use crate::metrics::{Desc, Family, Kind, desc};
 
 /// Which daemon a series comes from (the `daemon` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,13 +170,6 @@ pub struct DaemonReport {
     pub peers: Vec<Peer>,
     /// NTP requests it answered for clients, if it says.
     pub server_requests_total: Option<u64>,
-}
-
-macro_rules! desc {
-    ($id:ident, $name:literal, $kind:ident, [$($l:literal),*], $help:literal) => {
-        /// See the help text.
-        pub static $id: Desc = Desc { name: $name, help: $help, kind: Kind::$kind, labels: &[$($l),*] };
-    };
 }
 
 desc!(

@@ -1,6 +1,7 @@
 //! Collectors: one module per kernel or daemon interface, all registered in
 //! [`REGISTRY`], which also generates their `--collector.<name>` flags.
 
+pub mod chrony;
 pub mod clocksource;
 pub mod daemon;
 pub mod ntpd;
@@ -137,6 +138,7 @@ pub static REGISTRY: &[Registration] = &[
     time::REGISTRATION,
     clocksource::REGISTRATION,
     ntpd::REGISTRATION,
+    chrony::REGISTRATION,
 ];
 
 /// No extra flags.

@@ -2,6 +2,7 @@
 //! configured roots, the adjtimex system call, CPUID, clocks and interfaces.
 
 pub mod adjtimex;
+pub mod cmdmon;
 pub mod cpuid;
 pub mod fs;
 pub mod net;

@@ -1,0 +1,548 @@
+//! chronyd's replies turned into the shared model and chrony's own series.
+//! Pure: decoded replies in, families out; tested with captured datagrams.
+//!
+//! Signs (proven against chronyc in `tests/chrony_lab.rs`): TRACKING's
+//! `current_correction` already is θ (positive when the system clock is
+//! behind); `last_offset`, SOURCE_DATA's `orig_latest_meas` and `latest_meas`,
+//! SOURCESTATS' `est_offset` are local minus source and are negated (NTP_DATA's
+//! `offset` is θ already, and not used); chrony's frequencies (`freq_ppm`, `resid_freq_ppm`) are
+//! the kernel's correction negated, and are negated too.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::counters::Counts;
+use crate::metrics::{Desc, Family, Kind, desc};
+use crate::model::{Daemon, DaemonReport, Peer, PeerKind, PeerState, SyncStatus, reachability};
+use crate::proto::cmdmon::{
+    Address, NtpData, ServerStats, SourceData, SourceMode, SourceState, SourceStats, Tracking,
+    refid_text,
+};
+
+/// chronyd's reference id when it is synchronised to its own `local` clock
+/// (`LOCAL_REFERENCE_ID` in chrony's reference.c, shown as 7F7F0101).
+pub const LOCAL_REFERENCE_ID: u32 = 0x7f7f_0101;
+/// The `peer` label and refid the exporter gives chronyd's `local` clock,
+/// RFC 5905's refid for an uncalibrated local clock.
+pub const LOCAL_LABEL: &str = "LOCL";
+
+const PPM: f64 = 1e-6;
+
+desc!(
+    TRACKING_INFO,
+    "clock_chrony_tracking_info",
+    Gauge,
+    ["reference_id", "reference_name"],
+    "The reference chronyd tracks, as chronyc tracking shows it: the reference id in hexadecimal and the address or reference clock name."
+);
+desc!(
+    TRACKING_LAST_OFFSET,
+    "clock_chrony_tracking_last_offset_seconds",
+    Gauge,
+    [],
+    "Offset of the reference from the local clock estimated at chronyd's last clock update, in seconds, positive when the local clock was behind."
+);
+desc!(
+    TRACKING_RESIDUAL_FREQUENCY,
+    "clock_chrony_tracking_residual_frequency_ratio",
+    Gauge,
+    [],
+    "Difference between the frequency the reference's measurements indicate and the one chronyd applies, as a ratio with the kernel's sign."
+);
+desc!(
+    TRACKING_REFERENCE_TIME,
+    "clock_chrony_tracking_reference_time_seconds",
+    Gauge,
+    [],
+    "Time of chronyd's last clock update, in seconds since the Unix epoch, 0 before the first."
+);
+desc!(
+    PEER_ADJUSTED_OFFSET,
+    "clock_chrony_peer_adjusted_offset_seconds",
+    Gauge,
+    ["peer"],
+    "The source's offset from chronyd's own timescale: its last measurement adjusted for the corrections chronyd made since (chronyc sources, before the brackets), in seconds, positive when the source is ahead."
+);
+desc!(
+    PEER_MEASURED_OFFSET,
+    "clock_chrony_peer_measured_offset_seconds",
+    Gauge,
+    ["peer"],
+    "The source's offset from chronyd's timescale as measured at its last sample (chronyc sources, in brackets), in seconds, positive when the source is ahead."
+);
+desc!(
+    PEER_LAST_SAMPLE_AGE,
+    "clock_chrony_peer_last_sample_age_seconds",
+    Gauge,
+    ["peer"],
+    "Time since chronyd's last sample of the source, in seconds."
+);
+desc!(
+    PEER_SAMPLES,
+    "clock_chrony_peer_samples",
+    Gauge,
+    ["peer"],
+    "Number of samples chronyd holds for the source."
+);
+desc!(
+    PEER_SAMPLE_SPAN,
+    "clock_chrony_peer_sample_span_seconds",
+    Gauge,
+    ["peer"],
+    "Time between the oldest and the newest sample chronyd holds for the source, in seconds."
+);
+desc!(
+    PEER_FREQUENCY,
+    "clock_chrony_peer_frequency_ratio",
+    Gauge,
+    ["peer"],
+    "Rate at which the source's clock gains on the local clock, estimated from the samples, as a ratio."
+);
+desc!(
+    PEER_FREQUENCY_SKEW,
+    "clock_chrony_peer_frequency_skew_ratio",
+    Gauge,
+    ["peer"],
+    "Error bound of the source's estimated frequency, as a ratio."
+);
+desc!(
+    PEER_ESTIMATED_OFFSET,
+    "clock_chrony_peer_estimated_offset_seconds",
+    Gauge,
+    ["peer"],
+    "Offset of the source from the local clock now, estimated from the samples by regression, in seconds, positive when the source is ahead."
+);
+desc!(
+    PEER_ESTIMATED_OFFSET_ERROR,
+    "clock_chrony_peer_estimated_offset_error_seconds",
+    Gauge,
+    ["peer"],
+    "Error of the source's estimated offset, in seconds."
+);
+desc!(
+    PEER_ROOT_DELAY,
+    "clock_chrony_peer_root_delay_seconds",
+    Gauge,
+    ["peer"],
+    "Root delay the NTP source announced in its last packet, in seconds (needs the unix socket)."
+);
+desc!(
+    PEER_ROOT_DISPERSION,
+    "clock_chrony_peer_root_dispersion_seconds",
+    Gauge,
+    ["peer"],
+    "Root dispersion the NTP source announced in its last packet, in seconds (needs the unix socket)."
+);
+desc!(
+    PEER_ROOT_DISTANCE,
+    "clock_chrony_peer_root_distance_seconds",
+    Gauge,
+    ["peer"],
+    "Root distance of the NTP source's last measurement, (root delay + delay) / 2 + root dispersion + dispersion, in seconds (needs the unix socket)."
+);
+desc!(
+    PEER_LEAP,
+    "clock_chrony_peer_leap",
+    Gauge,
+    ["peer"],
+    "Leap indicator of the NTP source's last packet: 0 none, 1 insert second, 2 delete second, 3 unsynchronised (needs the unix socket)."
+);
+desc!(
+    SERVER_NTP_DROPPED,
+    "clock_chrony_server_ntp_packets_dropped",
+    Counter,
+    [],
+    "NTP packets from clients that chronyd dropped by rate limiting."
+);
+desc!(
+    SERVER_COMMAND_RECEIVED,
+    "clock_chrony_server_command_packets_received",
+    Counter,
+    [],
+    "Command packets chronyd received."
+);
+desc!(
+    SERVER_COMMAND_DROPPED,
+    "clock_chrony_server_command_packets_dropped",
+    Counter,
+    [],
+    "Command packets chronyd dropped by rate limiting."
+);
+desc!(
+    SERVER_LOG_DROPPED,
+    "clock_chrony_server_client_log_records_dropped",
+    Counter,
+    [],
+    "Client records chronyd could not keep because its client log was full."
+);
+desc!(
+    SERVER_NTS_KE_ACCEPTED,
+    "clock_chrony_server_nts_ke_connections_accepted",
+    Counter,
+    [],
+    "NTS key-establishment connections chronyd accepted."
+);
+desc!(
+    SERVER_NTS_KE_DROPPED,
+    "clock_chrony_server_nts_ke_connections_dropped",
+    Counter,
+    [],
+    "NTS key-establishment connections chronyd dropped by rate limiting."
+);
+desc!(
+    SERVER_AUTHENTICATED,
+    "clock_chrony_server_authenticated_ntp_packets",
+    Counter,
+    [],
+    "Authenticated NTP packets from clients that chronyd received."
+);
+desc!(
+    SERVER_INTERLEAVED,
+    "clock_chrony_server_interleaved_ntp_packets",
+    Counter,
+    [],
+    "NTP packets from clients that chronyd answered in interleaved mode."
+);
+desc!(
+    SERVER_TIMESTAMPS,
+    "clock_chrony_server_ntp_timestamps",
+    Counter,
+    ["source", "direction"],
+    "Server timestamps chronyd took, by where (daemon, kernel, hardware) and direction (rx, tx); chrony 4.4 and later."
+);
+desc!(
+    SERVER_TIMESTAMPS_HELD,
+    "clock_chrony_server_ntp_timestamps_held",
+    Gauge,
+    [],
+    "Server timestamps chronyd holds for clients using interleaved mode."
+);
+desc!(
+    SERVER_TIMESTAMP_SPAN,
+    "clock_chrony_server_ntp_timestamp_span_seconds",
+    Gauge,
+    [],
+    "Time the server timestamps chronyd holds span, in seconds."
+);
+
+/// chrony's own families, after the shared model's.
+pub static EXTRAS: &[&Desc] = &[
+    &TRACKING_INFO,
+    &TRACKING_LAST_OFFSET,
+    &TRACKING_RESIDUAL_FREQUENCY,
+    &TRACKING_REFERENCE_TIME,
+    &PEER_ADJUSTED_OFFSET,
+    &PEER_MEASURED_OFFSET,
+    &PEER_LAST_SAMPLE_AGE,
+    &PEER_SAMPLES,
+    &PEER_SAMPLE_SPAN,
+    &PEER_FREQUENCY,
+    &PEER_FREQUENCY_SKEW,
+    &PEER_ESTIMATED_OFFSET,
+    &PEER_ESTIMATED_OFFSET_ERROR,
+    &PEER_ROOT_DELAY,
+    &PEER_ROOT_DISPERSION,
+    &PEER_ROOT_DISTANCE,
+    &PEER_LEAP,
+    &SERVER_NTP_DROPPED,
+    &SERVER_COMMAND_RECEIVED,
+    &SERVER_COMMAND_DROPPED,
+    &SERVER_LOG_DROPPED,
+    &SERVER_NTS_KE_ACCEPTED,
+    &SERVER_NTS_KE_DROPPED,
+    &SERVER_AUTHENTICATED,
+    &SERVER_INTERLEAVED,
+    &SERVER_TIMESTAMPS,
+    &SERVER_TIMESTAMPS_HELD,
+    &SERVER_TIMESTAMP_SPAN,
+];
+
+/// Everything one scrape read from chronyd.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// TRACKING, when it answered.
+    pub tracking: Option<Tracking>,
+    /// SOURCE_DATA of every source, in index order.
+    pub sources: Vec<SourceData>,
+    /// SOURCESTATS of every source (joined to `sources` by address).
+    pub stats: Vec<SourceStats>,
+    /// NTP_DATA of the NTP sources (unix socket only).
+    pub ntp_data: Vec<NtpData>,
+    /// SERVER_STATS with its counters made monotonic (unix socket only).
+    pub server: Option<(ServerStats, Counts)>,
+}
+
+/// How a source is found in both SOURCE_DATA and SOURCESTATS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SourceKey {
+    Ip(IpAddr),
+    RefId(u32),
+}
+
+/// SOURCE_DATA gives a reference clock an IPv4-shaped address holding its
+/// refid; unresolved sources (`IPADDR_ID`) have no key and are skipped, as
+/// `chronyc sources` skips them.
+fn data_key(s: &SourceData) -> Option<SourceKey> {
+    match (s.mode, s.address) {
+        (SourceMode::Reference, Address::Inet4(a)) => Some(SourceKey::RefId(u32::from(a))),
+        (_, a) => a.ip().map(SourceKey::Ip),
+    }
+}
+
+/// SOURCESTATS gives a reference clock no address, and its refid.
+fn stats_key(s: &SourceStats) -> Option<SourceKey> {
+    match s.address {
+        Address::Unspec => Some(SourceKey::RefId(s.ref_id)),
+        a => a.ip().map(SourceKey::Ip),
+    }
+}
+
+fn refid_label(ref_id: u32) -> String {
+    let t = refid_text(ref_id);
+    if t.is_empty() {
+        format!("{ref_id:08X}")
+    } else {
+        t
+    }
+}
+
+/// chrony's source states mapped by meaning onto the shared vocabulary.
+pub fn peer_state(s: &SourceData) -> PeerState {
+    match s.state {
+        SourceState::Selected => PeerState::Selected,
+        // `+`: selectable and combined with the selected source.
+        SourceState::Unselected => PeerState::Candidate,
+        // `-`: selectable but not combined.
+        SourceState::Selectable => PeerState::Outlier,
+        SourceState::Falseticker => PeerState::Falseticker,
+        // `?` with an empty reach register: nothing answered lately.
+        SourceState::Nonselectable if s.reachability as u8 == 0 => PeerState::Unreachable,
+        // `?` otherwise (noselect, too far, no valid samples yet), `~` too variable.
+        SourceState::Nonselectable | SourceState::Jittery | SourceState::Unknown(_) => {
+            PeerState::Rejected
+        }
+    }
+}
+
+/// The name of the reference: its address, the refid of a reference clock,
+/// [`LOCAL_LABEL`] for chronyd's `local` clock, empty when there is none.
+pub fn reference_name(t: &Tracking) -> String {
+    match t.address.ip() {
+        Some(ip) => ip.to_string(),
+        None if t.ref_id == LOCAL_REFERENCE_ID => LOCAL_LABEL.to_owned(),
+        None => refid_text(t.ref_id),
+    }
+}
+
+/// The shared report and chrony's own families.
+pub fn report(s: &Snapshot) -> (DaemonReport, Vec<Family>) {
+    let mut extras = Vec::new();
+    let mut peers = Vec::new();
+    let sync = s.tracking.as_ref().map(|t| {
+        extras.extend(tracking_extras(t));
+        peers.extend(local_clock(t));
+        sync_status(t)
+    });
+    let correction = s.tracking.map_or(0.0, |t| t.current_correction);
+    let (mut p, peer_extras) = sources(s, correction);
+    peers.append(&mut p);
+    extras.extend(peer_extras);
+    if let Some((raw, counts)) = &s.server {
+        extras.extend(server_families(raw, counts));
+    }
+    let report = DaemonReport {
+        daemon: Daemon::Chronyd,
+        sync,
+        peers,
+        server_requests_total: s.server.as_ref().and_then(|(_, c)| c[0]),
+    };
+    (report, crate::metrics::merge(extras))
+}
+
+fn sync_status(t: &Tracking) -> SyncStatus {
+    SyncStatus {
+        offset_seconds: Some(t.current_correction),
+        stratum: Some(t.stratum.min(255) as u8),
+        leap: Some(t.leap_status.min(255) as u8),
+        root_delay_seconds: Some(t.root_delay),
+        root_dispersion_seconds: Some(t.root_dispersion),
+        frequency_ratio: Some(-t.freq_ppm * PPM),
+        frequency_wander_ratio: Some(t.skew_ppm * PPM),
+        jitter_seconds: Some(t.rms_offset),
+        poll_interval_seconds: Some(t.last_update_interval),
+        reference: reference_name(t),
+    }
+}
+
+fn tracking_extras(t: &Tracking) -> [Family; 4] {
+    [
+        TRACKING_INFO
+            .family()
+            .with(vec![format!("{:08X}", t.ref_id), reference_name(t)], 1.0),
+        TRACKING_LAST_OFFSET.single(-t.last_offset),
+        TRACKING_RESIDUAL_FREQUENCY.single(-t.resid_freq_ppm * PPM),
+        TRACKING_REFERENCE_TIME.single(t.ref_time.to_unix_seconds()),
+    ]
+}
+
+/// chronyd's `local` clock is no source, but TRACKING names it as the
+/// reference when chronyd serves from it: a peer of kind `local`, selected.
+fn local_clock(t: &Tracking) -> Option<Peer> {
+    (t.ref_id == LOCAL_REFERENCE_ID && t.address == Address::Unspec && t.leap_status != 3).then(
+        || Peer {
+            address: LOCAL_LABEL.to_owned(),
+            kind: PeerKind::Local,
+            refid: LOCAL_LABEL.to_owned(),
+            state: PeerState::Selected,
+            stratum: Some(t.stratum.min(255) as u8),
+            offset_seconds: None,
+            delay_seconds: None,
+            jitter_seconds: None,
+            dispersion_seconds: None,
+            error_bound_seconds: None,
+            reachability_ratio: None,
+            poll_interval_seconds: None,
+        },
+    )
+}
+
+/// Peers from SOURCE_DATA, joined by address (never by index: a pool's
+/// replacement shifts indices) with SOURCESTATS and NTP_DATA; and chrony's
+/// per-source families.
+///
+/// chronyd measures sources against its own timescale, which runs ahead of
+/// the system clock by the correction it has yet to apply (TRACKING's
+/// `current_correction`; under `-x`, everything it ever decided). A peer's
+/// offset from the *system clock*, the contract of `clock_peer_offset_seconds`,
+/// is therefore the adjusted measurement moved by that correction:
+/// `current_correction − latest_meas`.
+fn sources(s: &Snapshot, correction: f64) -> (Vec<Peer>, Vec<Family>) {
+    let stats: HashMap<SourceKey, &SourceStats> = s
+        .stats
+        .iter()
+        .filter_map(|st| stats_key(st).map(|k| (k, st)))
+        .collect();
+    let ntp: HashMap<IpAddr, &NtpData> = s
+        .ntp_data
+        .iter()
+        .filter_map(|n| n.remote_addr.ip().map(|ip| (ip, n)))
+        .collect();
+    let mut peers = Vec::new();
+    let mut extras = Vec::new();
+    for sd in &s.sources {
+        let Some(key) = data_key(sd) else { continue };
+        let (label, kind) = match key {
+            SourceKey::RefId(id) => (refid_label(id), PeerKind::Refclock),
+            SourceKey::Ip(ip) if sd.mode == SourceMode::Peer => (ip.to_string(), PeerKind::Peer),
+            SourceKey::Ip(ip) => (ip.to_string(), PeerKind::Server),
+        };
+        let st = stats.get(&key).copied();
+        let nd = match key {
+            SourceKey::Ip(ip) => ntp.get(&ip).copied(),
+            SourceKey::RefId(_) => None,
+        };
+        let sampled = sd.since_sample != u32::MAX;
+        let mut extra = |d: &'static Desc, v: Option<f64>| {
+            if let Some(v) = v {
+                extras.push(d.family().with(vec![label.clone()], v));
+            }
+        };
+        extra(&PEER_ADJUSTED_OFFSET, sampled.then_some(-sd.latest_meas));
+        extra(
+            &PEER_MEASURED_OFFSET,
+            sampled.then_some(-sd.orig_latest_meas),
+        );
+        extra(
+            &PEER_LAST_SAMPLE_AGE,
+            sampled.then_some(f64::from(sd.since_sample)),
+        );
+        if let Some(st) = st {
+            extra(&PEER_SAMPLES, Some(f64::from(st.n_samples)));
+        }
+        // Without samples chronyd fills the statistics with placeholders.
+        if let Some(st) = st.filter(|st| st.n_samples > 0) {
+            extra(&PEER_SAMPLE_SPAN, Some(f64::from(st.span_seconds)));
+            extra(&PEER_FREQUENCY, Some(-st.resid_freq_ppm * PPM));
+            extra(&PEER_FREQUENCY_SKEW, Some(st.skew_ppm * PPM));
+            extra(&PEER_ESTIMATED_OFFSET, Some(-st.est_offset));
+            extra(&PEER_ESTIMATED_OFFSET_ERROR, Some(st.est_offset_err));
+        }
+        if let Some(n) = nd {
+            extra(&PEER_ROOT_DELAY, Some(n.root_delay));
+            extra(&PEER_ROOT_DISPERSION, Some(n.root_dispersion));
+            extra(
+                &PEER_ROOT_DISTANCE,
+                Some(
+                    f64::midpoint(n.root_delay, n.peer_delay)
+                        + n.root_dispersion
+                        + n.peer_dispersion,
+                ),
+            );
+            extra(&PEER_LEAP, Some(f64::from(n.leap)));
+        }
+        let refid = match (kind, nd) {
+            (PeerKind::Refclock, _) => label.clone(),
+            (_, Some(n)) => crate::proto::ntp::RefId(n.ref_id.to_be_bytes()).text(n.stratum),
+            _ => String::new(),
+        };
+        peers.push(Peer {
+            address: label,
+            kind,
+            refid,
+            state: peer_state(sd),
+            stratum: Some(sd.stratum.min(255) as u8),
+            offset_seconds: sampled.then_some(correction - sd.latest_meas),
+            delay_seconds: nd.map(|n| n.peer_delay),
+            jitter_seconds: st.filter(|st| st.n_samples > 0).map(|st| st.sd),
+            dispersion_seconds: nd.map(|n| n.peer_dispersion),
+            error_bound_seconds: sampled.then_some(sd.latest_meas_err),
+            reachability_ratio: Some(reachability(sd.reachability as u8)),
+            poll_interval_seconds: Some(2f64.powi(i32::from(sd.poll.clamp(-30, 30)))),
+        });
+    }
+    (peers, extras)
+}
+
+/// Server counters (already monotonic) and levels.
+fn server_families(raw: &ServerStats, c: &Counts) -> Vec<Family> {
+    let mut out = Vec::new();
+    let counters: [(&'static Desc, Option<u64>); 8] = [
+        (&SERVER_NTP_DROPPED, c[3]),
+        (&SERVER_COMMAND_RECEIVED, c[2]),
+        (&SERVER_COMMAND_DROPPED, c[5]),
+        (&SERVER_LOG_DROPPED, c[6]),
+        (&SERVER_NTS_KE_ACCEPTED, c[1]),
+        (&SERVER_NTS_KE_DROPPED, c[4]),
+        (&SERVER_AUTHENTICATED, c[7]),
+        (&SERVER_INTERLEAVED, c[8]),
+    ];
+    for (d, v) in counters {
+        if let Some(v) = v {
+            out.push(d.single(v as f64));
+        }
+    }
+    let mut ts = SERVER_TIMESTAMPS.family();
+    let kinds = [
+        ("daemon", "rx"),
+        ("daemon", "tx"),
+        ("kernel", "rx"),
+        ("kernel", "tx"),
+        ("hardware", "rx"),
+        ("hardware", "tx"),
+    ];
+    for ((source, direction), v) in kinds.into_iter().zip(&c[9..]) {
+        if let Some(v) = v {
+            ts.push(vec![source.into(), direction.into()], *v as f64);
+        }
+    }
+    if !ts.samples.is_empty() {
+        out.push(ts);
+    }
+    if let Some(v) = raw.ntp_timestamps {
+        out.push(SERVER_TIMESTAMPS_HELD.single(v as f64));
+    }
+    if let Some(v) = raw.ntp_span_seconds {
+        out.push(SERVER_TIMESTAMP_SPAN.single(v as f64));
+    }
+    out
+}

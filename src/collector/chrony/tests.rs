@@ -1,0 +1,217 @@
+//! Tests of the chrony collector's mapping, on decoded replies.
+
+use super::report::*;
+use crate::model::PeerState;
+use crate::proto::cmdmon::{Address, SourceData, SourceMode, SourceState};
+
+fn source(state: SourceState, reach: u16) -> SourceData {
+    SourceData {
+        address: Address::Inet4("192.0.2.11".parse().expect("ip")),
+        poll: -2,
+        stratum: 8,
+        state,
+        mode: SourceMode::Client,
+        flags: 0,
+        reachability: reach,
+        since_sample: 1,
+        orig_latest_meas: -11.5,
+        latest_meas: -11.5,
+        latest_meas_err: 0.001,
+    }
+}
+
+#[test]
+fn states_map_by_meaning_not_by_name() {
+    let cases = [
+        (SourceState::Selected, 0o377, PeerState::Selected),
+        (SourceState::Unselected, 0o377, PeerState::Candidate),
+        (SourceState::Selectable, 0o377, PeerState::Outlier),
+        (SourceState::Falseticker, 0o377, PeerState::Falseticker),
+        (SourceState::Jittery, 0o377, PeerState::Rejected),
+        (SourceState::Nonselectable, 0o377, PeerState::Rejected),
+        (SourceState::Nonselectable, 0, PeerState::Unreachable),
+        (SourceState::Unknown(9), 0o377, PeerState::Rejected),
+    ];
+    for (state, reach, want) in cases {
+        assert_eq!(peer_state(&source(state, reach)), want, "{state:?}");
+    }
+}
+
+use super::counters::Monotonic;
+use crate::metrics::find;
+use crate::model;
+use crate::proto::cmdmon::{Reply, Request, captured};
+
+/// The captured replies of the lab's client, as one scrape would read them
+/// (SOURCESTATS in reverse order: the join is by address, not by index).
+fn captured_snapshot() -> Snapshot {
+    let mut s = Snapshot::default();
+    for (request, sent, reply) in captured::all() {
+        match (request, captured::decode(request, (sent, reply))) {
+            (Request::Tracking, Ok(Reply::Tracking(t))) if s.tracking.is_none() => {
+                s.tracking = Some(t);
+            }
+            (_, Ok(Reply::SourceData(d))) => s.sources.push(d),
+            (_, Ok(Reply::SourceStats(st))) => s.stats.insert(0, st),
+            (_, Ok(Reply::NtpData(n))) => s.ntp_data.push(n),
+            (_, Ok(Reply::ServerStats(st))) => {
+                let (c, _) = Monotonic::default().update(&st, None);
+                s.server = Some((st, c));
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+/// The value of a sample of the captured scrape's families.
+fn captured_value(d: &crate::metrics::Desc, labels: &[&str]) -> Option<f64> {
+    let (r, extras) = report(&captured_snapshot());
+    let f = r.families();
+    find(&f, d)
+        .or_else(|| find(&extras, d))
+        .and_then(|fam| fam.value(labels))
+}
+
+#[test]
+fn captured_tracking_maps_onto_the_sync_series() {
+    let v = captured_value;
+    // Tracking: current_correction is already θ; frequency is negated.
+    assert_eq!(
+        v(&model::SYNC_OFFSET, &["chronyd"]),
+        Some(-2.661_965_481_820_516_3e-6)
+    );
+    assert_eq!(v(&model::SYNC_STRATUM, &["chronyd"]), Some(9.0));
+    assert_eq!(v(&model::SYNC_LEAP, &["chronyd"]), Some(0.0));
+    assert_eq!(
+        v(&model::SYNC_FREQUENCY, &["chronyd"]),
+        Some(-0.151_127_651_333_808_9 * 1e-6)
+    );
+    assert_eq!(v(&model::SYNC_INFO, &["chronyd", "192.0.2.13"]), Some(1.0));
+    assert_eq!(
+        v(&TRACKING_LAST_OFFSET, &[]),
+        Some(5.424_550_408_861_250_6e-8)
+    );
+    assert_eq!(v(&TRACKING_INFO, &["C000020D", "192.0.2.13"]), Some(1.0));
+}
+
+#[test]
+fn captured_sources_map_onto_the_peer_series_with_theta_signs() {
+    let v = captured_value;
+    let extras = report(&captured_snapshot()).1;
+    // Sources: the skewed server is ahead (+11.5 s) and a falseticker.
+    let skewed = ["chronyd", "192.0.2.12"];
+    // Peer minus system clock: chronyd's adjusted measurement moved by the
+    // correction it has yet to apply.
+    assert_eq!(
+        v(&model::PEER_OFFSET, &skewed),
+        Some(-2.661_965_481_820_516_3e-6 + 11.500_020_980_834_961)
+    );
+    assert_eq!(
+        v(&PEER_MEASURED_OFFSET, &["192.0.2.12"]),
+        Some(11.500_020_980_834_961)
+    );
+    assert_eq!(
+        v(&PEER_ADJUSTED_OFFSET, &["192.0.2.13"]),
+        Some(-7.142_445_497_265_726e-7)
+    );
+    assert_eq!(
+        v(&model::PEER_ERROR_BOUND, &skewed),
+        Some(0.000_770_265_934_988_856_3)
+    );
+    assert_eq!(
+        v(&model::PEER_JITTER, &skewed),
+        Some(6.008_017_408_021_26e-6)
+    );
+    assert_eq!(
+        v(&model::PEER_DELAY, &skewed),
+        Some(7.373_999_687_843_025e-5)
+    );
+    assert_eq!(v(&model::PEER_POLL, &skewed), Some(0.5));
+    assert_eq!(v(&model::PEER_REACH, &skewed), Some(1.0));
+    assert_eq!(
+        v(
+            &model::PEER_STATE,
+            &["chronyd", "192.0.2.12", "falseticker"]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(&model::PEER_STATE, &["chronyd", "192.0.2.13", "selected"]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(&model::PEER_STATE, &["chronyd", "192.0.2.11", "candidate"]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(&PEER_FREQUENCY, &["192.0.2.12"]),
+        Some(1.182_961_463_928_222_7 * 1e-6)
+    );
+    assert_eq!(
+        v(&PEER_ESTIMATED_OFFSET, &["192.0.2.12"]),
+        Some(11.500_020_980_834_961)
+    );
+    // The refid of an NTP source comes from NTP_DATA (socket only).
+    assert_eq!(
+        v(
+            &model::PEER_INFO,
+            &["chronyd", "192.0.2.12", "server", "198.51.100.7"]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(
+            &model::PEER_INFO,
+            &["chronyd", "192.0.2.11", "server", "127.127.1.1"]
+        ),
+        Some(1.0)
+    );
+    // The reference clock: labelled by refid, unreachable, no fake offset.
+    assert_eq!(
+        v(&model::PEER_INFO, &["chronyd", "GPS", "refclock", "GPS"]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(&model::PEER_STATE, &["chronyd", "GPS", "unreachable"]),
+        Some(1.0)
+    );
+    assert_eq!(v(&model::PEER_OFFSET, &["chronyd", "GPS"]), None);
+    assert_eq!(v(&model::PEER_JITTER, &["chronyd", "GPS"]), None);
+    assert_eq!(v(&PEER_SAMPLES, &["GPS"]), Some(0.0));
+    assert_eq!(v(&PEER_FREQUENCY_SKEW, &["GPS"]), None);
+    // Server counters of the honest server's socket.
+    assert_eq!(v(&model::SERVER_REQUESTS, &["chronyd"]), Some(19.0));
+    assert_eq!(v(&SERVER_COMMAND_RECEIVED, &[]), Some(1.0));
+    assert_eq!(v(&SERVER_TIMESTAMPS_HELD, &[]), Some(0.0));
+    assert!(find(&extras, &SERVER_TIMESTAMPS).is_none());
+}
+
+#[test]
+fn a_server_on_its_local_clock_has_a_local_peer() {
+    let local = captured::all()
+        .into_iter()
+        .filter(|(r, ..)| *r == Request::Tracking)
+        .find_map(|(r, q, p)| match captured::decode(r, (q, p)) {
+            Ok(Reply::Tracking(t)) if t.ref_id == LOCAL_REFERENCE_ID => Some(t),
+            _ => None,
+        })
+        .expect("local tracking");
+    let (r, _) = report(&Snapshot {
+        tracking: Some(local),
+        ..Snapshot::default()
+    });
+    let f = r.families();
+    assert_eq!(
+        find(&f, &model::SYNC_INFO).and_then(|x| x.value(&["chronyd", "LOCL"])),
+        Some(1.0)
+    );
+    assert_eq!(
+        find(&f, &model::PEER_INFO).and_then(|x| x.value(&["chronyd", "LOCL", "local", "LOCL"])),
+        Some(1.0)
+    );
+    assert_eq!(
+        find(&f, &model::PEER_STATE).and_then(|x| x.value(&["chronyd", "LOCL", "selected"])),
+        Some(1.0)
+    );
+}

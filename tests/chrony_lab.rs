@@ -1,0 +1,1173 @@
+//! The chrony collector against real chronyd 4.3 (unpacked, `-x`, private
+//! sockets) in network namespaces, cross-checked with chronyd's own chronyc.
+//!
+//! Each test builds its hosts from documentation addresses: the client at
+//! 192.0.2.1, honest chronyd servers at .11 and .13, the skewed responder
+//! (+11.5 s, the seed's vB) at .12. All namespaces share this machine's
+//! clock, so the truth is known: an honest server's clock minus the client's
+//! is 0, the skewed one's is +11.5 s.
+
+mod lab;
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clock_exporter::proto::cmdmon::{self, Reply, ReplyError, Request, Status};
+use lab::{Chronyd, Exporter, Netns, SkewedServer, chrony_server, link, sample, wait_for};
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const SERVER_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+const SKEWED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
+const SERVER_C: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 13);
+const FAST: &str = "iburst minpoll -2 maxpoll 0";
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cmdmon")
+}
+
+/// The lab's hosts: a client namespace linked to an honest chronyd server at
+/// 192.0.2.11, the skewed responder at .12 and, with `third`, a second
+/// honest server at .13. Dropping it kills the servers and deletes the
+/// namespaces (fields drop in order: processes first).
+struct Hosts {
+    root: PathBuf,
+    server_a: Chronyd,
+    _server_c: Option<Chronyd>,
+    _skewed: SkewedServer,
+    client: Netns,
+    _ns_a: Netns,
+    _ns_skewed: Netns,
+    _ns_c: Option<Netns>,
+}
+
+fn hosts(third: bool) -> Hosts {
+    lab::require_root();
+    let root = lab::root();
+    let client = Netns::new();
+    let ns_a = Netns::new();
+    let ns_skewed = Netns::new();
+    link(&client, CLIENT, &ns_a, SERVER_A);
+    link(&client, CLIENT, &ns_skewed, SKEWED);
+    let ns_c = third.then(|| {
+        let ns = Netns::new();
+        link(&client, CLIENT, &ns, SERVER_C);
+        ns
+    });
+    let server_a = chrony_server(&root, &ns_a, "server-a");
+    let server_c = ns_c.as_ref().map(|ns| chrony_server(&root, ns, "server-c"));
+    let skewed = SkewedServer::start(&ns_skewed, SKEWED, 11.5, 0.0);
+    Hosts {
+        root,
+        server_a,
+        _server_c: server_c,
+        _skewed: skewed,
+        client,
+        _ns_a: ns_a,
+        _ns_skewed: ns_skewed,
+        _ns_c: ns_c,
+    }
+}
+
+impl Hosts {
+    /// Starts the client's chronyd with these configuration lines.
+    fn client_chronyd(&self, conf: &str) -> Chronyd {
+        Chronyd::start(&self.root, &self.client, "client", conf)
+    }
+}
+
+/// One request and its reply over UDP to chronyd's command port in `ns`.
+fn exchange_udp(ns: &Netns, request: Vec<u8>) -> Vec<u8> {
+    ns.enter(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.connect("127.0.0.1:323").expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        s.send(&request).expect("send");
+        let mut buf = vec![0u8; cmdmon::MAX_DATAGRAM];
+        let n = s.recv(&mut buf).expect("reply over udp");
+        buf.truncate(n);
+        buf
+    })
+}
+
+/// One request and its reply on chronyd's unix socket.
+fn exchange_unix(socket: &Path, request: &[u8]) -> Vec<u8> {
+    let me = socket.with_file_name(format!("capture.{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&me);
+    let s = UnixDatagram::bind(&me).expect("bind client socket");
+    s.connect(socket).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    s.send(request).expect("send");
+    let mut buf = vec![0u8; cmdmon::MAX_DATAGRAM];
+    let n = s.recv(&mut buf).expect("reply over unix socket");
+    buf.truncate(n);
+    let _ = std::fs::remove_file(&me);
+    buf
+}
+
+/// Writes fixtures when `CLOCK_CAPTURE_FIXTURES` is set; always decodes.
+struct Capture {
+    write: bool,
+    sequence: u32,
+}
+
+impl Capture {
+    fn take(
+        &mut self,
+        name: &str,
+        request: Request,
+        send: impl FnOnce(Vec<u8>) -> Vec<u8>,
+    ) -> Result<Reply, ReplyError> {
+        self.sequence += 1;
+        let sequence = 0x5eed_0000 + self.sequence;
+        let bytes = request.encode(sequence);
+        let reply = send(bytes.clone());
+        if self.write {
+            let dir = fixtures_dir();
+            std::fs::create_dir_all(&dir).expect("fixtures dir");
+            std::fs::write(dir.join(format!("{name}.request.bin")), &bytes).expect("write");
+            std::fs::write(dir.join(format!("{name}.reply.bin")), &reply).expect("write");
+        }
+        cmdmon::decode_reply(request, sequence, &reply)
+    }
+}
+
+/// A fake chronyd on loopback that reads chronyc's requests.
+enum Fake {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+impl Fake {
+    /// The next request and where to answer it.
+    fn recv(&self) -> Option<(Vec<u8>, FakePeer)> {
+        let mut buf = [0u8; 1024];
+        match self {
+            Fake::Udp(s) => {
+                let (n, from) = s.recv_from(&mut buf).ok()?;
+                Some((buf[..n].to_vec(), FakePeer::Udp(from)))
+            }
+            Fake::Unix(s) => {
+                let (n, from) = s.recv_from(&mut buf).ok()?;
+                Some((
+                    buf[..n].to_vec(),
+                    FakePeer::Unix(from.as_pathname()?.to_path_buf()),
+                ))
+            }
+        }
+    }
+
+    fn send(&self, to: &FakePeer, b: &[u8]) {
+        match (self, to) {
+            (Fake::Udp(s), FakePeer::Udp(a)) => drop(s.send_to(b, a)),
+            (Fake::Unix(s), FakePeer::Unix(p)) => drop(s.send_to(b, p)),
+            _ => {}
+        }
+    }
+}
+
+enum FakePeer {
+    Udp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// chronyc's first request for a command, read by a fake chronyd on
+/// loopback (UDP, or a unix socket for the socket-only commands). The fake
+/// answers N_SOURCES with 1 so that chronyc goes on to SOURCE_DATA or
+/// SOURCESTATS of index 0, and answers nothing else.
+fn chronyc_request(root: &Path, args: &[&str], want_command: u16, unix: bool) -> Vec<u8> {
+    let dir = lab::TempDir::new("fake-chronyd");
+    let mut cmd = std::process::Command::new(root.join("usr/bin/chronyc"));
+    cmd.env("LD_LIBRARY_PATH", lab::lib_path(root)).arg("-h");
+    let fake = if unix {
+        let path = dir.path().join("chronyd.sock");
+        cmd.arg(&path);
+        Fake::Unix(UnixDatagram::bind(&path).expect("bind fake"))
+    } else {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind fake");
+        let port = s.local_addr().expect("addr").port().to_string();
+        cmd.args(["127.0.0.1", "-p", &port]);
+        Fake::Udp(s)
+    };
+    match &fake {
+        Fake::Udp(s) => s.set_read_timeout(Some(Duration::from_millis(200))),
+        Fake::Unix(s) => s.set_read_timeout(Some(Duration::from_millis(200))),
+    }
+    .expect("timeout");
+    cmd.args(args);
+    let mut chronyc = lab::Proc::spawn(cmd, dir.path().join("chronyc.log"), "chronyc");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let Some((request, peer)) = fake.recv() else {
+            continue;
+        };
+        let command = u16::from_be_bytes([request[4], request[5]]);
+        if command == want_command {
+            drop(chronyc.child.kill());
+            return request;
+        }
+        if command == 14 {
+            let mut r = vec![0u8; 32];
+            r[0] = 6;
+            r[1] = 2;
+            r[4..6].copy_from_slice(&14u16.to_be_bytes());
+            r[6..8].copy_from_slice(&2u16.to_be_bytes());
+            r[16..20].copy_from_slice(&request[8..12]);
+            r[28..32].copy_from_slice(&1u32.to_be_bytes());
+            fake.send(&peer, &r);
+        }
+    }
+    panic!("chronyc {args:?} sent no command {want_command}");
+}
+
+/// Our request with chronyc's sequence number: equal to chronyc's bytes
+/// (sequence, attempt aside) where both pad to the same reply length.
+fn same_as_chronyc(ours: &Request, theirs: &[u8]) {
+    let sequence = u32::from_be_bytes([theirs[8], theirs[9], theirs[10], theirs[11]]);
+    let mut mine = ours.encode(sequence);
+    // chronyc 4.3 pads serverstats and ntpdata to its own replies
+    // (SERVER_STATS3, NTP_DATA); the exporter pads to chrony 4.4's longer ones.
+    assert!(
+        mine.len() >= theirs.len(),
+        "{ours:?} shorter than chronyc's"
+    );
+    mine.truncate(theirs.len());
+    assert_eq!(mine, theirs, "{ours:?} differs from chronyc's request");
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn requests_equal_chronyc_and_replies_of_real_chronyd_decode() {
+    lab::require_root();
+    let root = lab::root();
+    // chronyc's own requests, read by a fake chronyd on loopback.
+    for (args, command, unix, ours) in [
+        (&["tracking"][..], 33, false, Request::Tracking),
+        (&["sources"][..], 14, false, Request::NSources),
+        (&["sources"][..], 15, false, Request::SourceData(0)),
+        (&["sourcestats"][..], 34, false, Request::SourceStats(0)),
+        (&["serverstats"][..], 54, true, Request::ServerStats),
+        (
+            &["ntpdata", "192.0.2.11"][..],
+            57,
+            true,
+            Request::NtpData(SERVER_A.into()),
+        ),
+    ] {
+        let theirs = chronyc_request(&root, args, command, unix);
+        same_as_chronyc(&ours, &theirs);
+    }
+
+    let hosts = hosts(true);
+    let client = &hosts.client;
+    let server_a = &hosts.server_a;
+    let client_dir = lab::TempDir::new("refclock");
+    let chronyd = hosts.client_chronyd(
+        &format!(
+            "server {SERVER_A} {FAST}\nserver {SKEWED} {FAST}\nserver {SERVER_C} {FAST}\nrefclock SOCK {}/refclock.sock refid GPS\n",
+            client_dir.path().display()
+        ),
+    );
+    wait_for("a source selected", Duration::from_secs(30), || {
+        let s = chronyd.chronyc(&root, client, &["-n", "sources"]);
+        s.lines().any(|l| l.starts_with("^*")).then_some(())
+    });
+    // A few more polls, so sourcestats has a frequency.
+    std::thread::sleep(Duration::from_secs(4));
+
+    let mut cap = Capture {
+        write: std::env::var_os("CLOCK_CAPTURE_FIXTURES").is_some(),
+        sequence: 0,
+    };
+    let udp = |req| exchange_udp(client, req);
+    let Ok(Reply::Tracking(t)) = cap.take("tracking", Request::Tracking, udp) else {
+        panic!("tracking")
+    };
+    assert!(t.stratum > 0);
+    let Ok(Reply::NSources(n)) = cap.take("n_sources", Request::NSources, udp) else {
+        panic!("n_sources")
+    };
+    assert_eq!(n, 4);
+    for i in 0..n {
+        let r = cap.take(&format!("source_data.{i}"), Request::SourceData(i), udp);
+        assert!(matches!(r, Ok(Reply::SourceData(_))), "{r:?}");
+        let r = cap.take(&format!("sourcestats.{i}"), Request::SourceStats(i), udp);
+        assert!(matches!(r, Ok(Reply::SourceStats(_))), "{r:?}");
+    }
+    let r = cap.take("source_data.nosuch", Request::SourceData(99), udp);
+    assert_eq!(r, Err(ReplyError::Refused(Status::NoSuchSource)));
+    let r = cap.take("server_stats.udp", Request::ServerStats, udp);
+    assert_eq!(r, Err(ReplyError::Refused(Status::Unauthorised)));
+    let r = cap.take("ntp_data.udp", Request::NtpData(SERVER_A.into()), udp);
+    assert_eq!(r, Err(ReplyError::Refused(Status::Unauthorised)));
+
+    let unix = |req: Vec<u8>| exchange_unix(&chronyd.socket(), &req);
+    for (name, ip) in [("ntp_data.honest", SERVER_A), ("ntp_data.skewed", SKEWED)] {
+        let r = cap.take(name, Request::NtpData(ip.into()), unix);
+        assert!(matches!(r, Ok(Reply::NtpData(_))), "{r:?}");
+    }
+    let server = |req: Vec<u8>| exchange_unix(&server_a.socket(), &req);
+    let r = cap.take("server_stats.unix", Request::ServerStats, server);
+    let Ok(Reply::ServerStats(s)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(s.format, 3, "chrony 4.3 answers SERVER_STATS3");
+    assert!(s.ntp_hits > 0);
+    let r = cap.take("tracking.local", Request::Tracking, server);
+    let Ok(Reply::Tracking(local)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(local.ref_id, 0x7f7f_0101);
+}
+
+// ---------------------------------------------------------------------
+// chronyc's human output, parsed with the rounding it applies.
+
+/// A value as chronyc printed it, with half its last digit as tolerance.
+#[derive(Debug, Clone, Copy)]
+struct Printed {
+    value: f64,
+    tolerance: f64,
+}
+
+/// Parses `-11.5s`, `+123us`, `0.000002662`: the number, its unit, and the
+/// rounding of the digits shown (`print_signed_nanoseconds` in client.c).
+fn printed(text: &str) -> Printed {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ns" => 1e-9,
+        "us" | "ppm" => 1e-6,
+        "ms" => 1e-3,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => panic!("unit {unit:?} in {text:?}"),
+    };
+    let decimals = num.split_once('.').map_or(0, |(_, d)| d.len());
+    let value: f64 = num.parse().unwrap_or_else(|_| panic!("number {num:?}"));
+    Printed {
+        value: value * scale,
+        tolerance: 0.5 * 10f64.powi(-(decimals as i32)) * scale * 1.000_001,
+    }
+}
+
+/// `chronyc -n tracking`, by field name.
+fn tracking_fields(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once(" : "))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// One line of `chronyc -n sources -v`.
+#[derive(Debug, Clone)]
+struct SourceLine {
+    state: char,
+    name: String,
+    stratum: f64,
+    poll: f64,
+    reach: u32,
+    last_rx: Option<f64>,
+    adjusted: Printed,
+    measured: Printed,
+    error: Printed,
+}
+
+fn source_lines(text: &str) -> Vec<SourceLine> {
+    text.lines()
+        .filter(|l| l.len() > 2 && "^=#".contains(&l[..1]) && l.contains("+/-"))
+        .map(|l| {
+            let t: Vec<&str> = l.split_whitespace().collect();
+            let (adjusted, rest) = l.split_once('[').expect("[");
+            let (measured, rest) = rest.split_once(']').expect("]");
+            let error = rest.split_once("+/-").expect("+/-").1;
+            SourceLine {
+                state: l.chars().nth(1).expect("state"),
+                name: t[1].to_owned(),
+                stratum: t[2].parse().expect("stratum"),
+                poll: t[3].parse().expect("poll"),
+                reach: u32::from_str_radix(t[4], 8).expect("reach"),
+                last_rx: t[5].parse().ok(),
+                adjusted: printed(adjusted.split_whitespace().last().expect("adjusted")),
+                measured: printed(measured),
+                error: printed(error),
+            }
+        })
+        .collect()
+}
+
+/// One line of `chronyc -n sourcestats`: name, NP, span, frequency, skew,
+/// offset, std dev.
+fn sourcestats_lines(text: &str) -> Vec<(String, f64, Printed, Printed, Printed, Printed)> {
+    text.lines()
+        .skip_while(|l| !l.starts_with("===="))
+        .skip(1)
+        .map(|l| {
+            let t: Vec<&str> = l.split_whitespace().collect();
+            (
+                t[0].to_owned(),
+                t[1].parse().expect("NP"),
+                printed(&format!("{}ppm", t[4])),
+                printed(&format!("{}ppm", t[5])),
+                printed(t[6]),
+                printed(t[7]),
+            )
+        })
+        .collect()
+}
+
+/// Two scrapes around one chronyc reading: chronyc's value must lie between
+/// what the exporter showed before and after it, widened by chronyc's rounding.
+struct Bracket<'a> {
+    before: &'a str,
+    after: &'a str,
+    checked: usize,
+}
+
+impl Bracket<'_> {
+    fn values(&self, selector: &str) -> (f64, f64) {
+        let a = sample(self.before, selector).unwrap_or_else(|| panic!("{selector} missing"));
+        let b = sample(self.after, selector).unwrap_or_else(|| panic!("{selector} missing"));
+        (a.min(b), a.max(b))
+    }
+
+    /// Asserts chronyc's `theirs` equals `sign · ours` within the bracket.
+    fn check(&mut self, what: &str, selector: &str, sign: f64, theirs: Printed) {
+        let (lo, hi) = self.values(selector);
+        let (lo, hi) = if sign < 0.0 { (-hi, -lo) } else { (lo, hi) };
+        let slack = theirs.tolerance + 1e-12;
+        assert!(
+            theirs.value >= lo - slack && theirs.value <= hi + slack,
+            "{what}: chronyc {theirs:?}, exporter {}·[{lo}, {hi}] ({selector})",
+            if sign < 0.0 { "−" } else { "+" }
+        );
+        self.checked += 1;
+    }
+
+    fn one_hot(&self, peer: &str, state: &str) -> bool {
+        let sel =
+            format!("clock_peer_state{{daemon=\"chronyd\",peer=\"{peer}\",state=\"{state}\"}}");
+        sample(self.before, &sel) == Some(1.0) || sample(self.after, &sel) == Some(1.0)
+    }
+}
+
+fn state_label(c: char, reach: u32) -> &'static str {
+    match c {
+        '*' => "selected",
+        '+' => "candidate",
+        '-' => "outlier",
+        'x' => "falseticker",
+        '?' if reach == 0 => "unreachable",
+        _ => "rejected",
+    }
+}
+
+/// Compares one scrape bracket with `chronyc -n tracking`, `sources -v` and
+/// `sourcestats` read in between; returns the number of values compared.
+fn compare_with_chronyc(
+    root: &Path,
+    ns: &Netns,
+    chronyd: &Chronyd,
+    exporter: &Exporter,
+) -> (usize, String, String) {
+    let before = exporter.scrape(ns);
+    let tracking = chronyd.chronyc(root, ns, &["-n", "tracking"]);
+    let sources = chronyd.chronyc(root, ns, &["-n", "sources", "-v"]);
+    let stats = chronyd.chronyc(root, ns, &["-n", "sourcestats"]);
+    let after = exporter.scrape(ns);
+    let mut b = Bracket {
+        before: &before,
+        after: &after,
+        checked: 0,
+    };
+    let system_time = compare_tracking(&mut b, &tracking);
+    compare_sources(&mut b, &sources, system_time);
+    compare_sourcestats(&mut b, &stats);
+    (
+        b.checked,
+        before.clone(),
+        format!("{tracking}\n{sources}\n{stats}"),
+    )
+}
+
+/// `chronyc -n tracking` against the sync series; returns "System time" (θ).
+fn compare_tracking(b: &mut Bracket<'_>, tracking: &str) -> Printed {
+    let t = tracking_fields(tracking);
+    let field = |k: &str| {
+        t.get(k)
+            .unwrap_or_else(|| panic!("{k} in {tracking}"))
+            .clone()
+    };
+    // "System time : X seconds slow of NTP time": slow means the reference
+    // is ahead, θ positive, which is current_correction's own sign.
+    let system = field("System time");
+    let mut st = printed(system.split_whitespace().next().expect("number"));
+    if system.contains("fast") {
+        st.value = -st.value;
+    }
+    b.check(
+        "system time",
+        "clock_sync_offset_seconds{daemon=\"chronyd\"}",
+        1.0,
+        st,
+    );
+    // "Last offset" is local minus reference: negated.
+    b.check(
+        "last offset",
+        "clock_chrony_tracking_last_offset_seconds",
+        -1.0,
+        printed(field("Last offset").trim_end_matches(" seconds")),
+    );
+    b.check(
+        "rms offset",
+        "clock_sync_jitter_seconds{daemon=\"chronyd\"}",
+        1.0,
+        printed(field("RMS offset").trim_end_matches(" seconds")),
+    );
+    // "Frequency : X ppm fast": chrony's freq_ppm > 0, the kernel's sign negated.
+    let freq = field("Frequency");
+    let mut fp = printed(&freq.split_whitespace().take(2).collect::<String>());
+    if freq.ends_with("slow") {
+        fp.value = -fp.value;
+    }
+    b.check(
+        "frequency",
+        "clock_sync_frequency_ratio{daemon=\"chronyd\"}",
+        -1.0,
+        fp,
+    );
+    b.check(
+        "residual frequency",
+        "clock_chrony_tracking_residual_frequency_ratio",
+        -1.0,
+        printed(&field("Residual freq").replace(' ', "")),
+    );
+    b.check(
+        "skew",
+        "clock_sync_frequency_wander_ratio{daemon=\"chronyd\"}",
+        1.0,
+        printed(&field("Skew").replace(' ', "")),
+    );
+    for (k, m) in [
+        ("Root delay", "clock_sync_root_delay_seconds"),
+        ("Root dispersion", "clock_sync_root_dispersion_seconds"),
+        ("Update interval", "clock_sync_poll_interval_seconds"),
+    ] {
+        b.check(
+            k,
+            &format!("{m}{{daemon=\"chronyd\"}}"),
+            1.0,
+            printed(field(k).trim_end_matches(" seconds")),
+        );
+    }
+    let stratum: f64 = field("Stratum").parse().expect("stratum");
+    b.check(
+        "stratum",
+        "clock_sync_stratum{daemon=\"chronyd\"}",
+        1.0,
+        Printed {
+            value: stratum,
+            tolerance: 0.0,
+        },
+    );
+    let leap = match field("Leap status").as_str() {
+        "Normal" => 0.0,
+        "Insert second" => 1.0,
+        "Delete second" => 2.0,
+        _ => 3.0,
+    };
+    b.check(
+        "leap",
+        "clock_sync_leap{daemon=\"chronyd\"}",
+        1.0,
+        Printed {
+            value: leap,
+            tolerance: 0.0,
+        },
+    );
+    let reference = field("Reference ID");
+    let (id, name) = reference.split_once(' ').expect("reference");
+    let name = name.trim_matches(|c| c == '(' || c == ')');
+    let info =
+        format!("clock_chrony_tracking_info{{reference_id=\"{id}\",reference_name=\"{name}\"}} 1");
+    assert!(
+        b.before.contains(&info) || b.after.contains(&info),
+        "reference {reference}\n{}",
+        b.before
+    );
+    st
+}
+
+/// `chronyc -n sources -v` against the peer series.
+fn compare_sources(b: &mut Bracket<'_>, sources: &str, st: Printed) {
+    for s in source_lines(sources) {
+        let p = |m: &str| format!("{m}{{daemon=\"chronyd\",peer=\"{}\"}}", s.name);
+        let x = |m: &str| format!("{m}{{peer=\"{}\"}}", s.name);
+        assert!(
+            b.one_hot(&s.name, state_label(s.state, s.reach)),
+            "state {} of {}\n{sources}\n{}",
+            s.state,
+            s.name,
+            b.before
+        );
+        b.check(
+            "stratum",
+            &p("clock_peer_stratum"),
+            1.0,
+            Printed {
+                value: s.stratum,
+                tolerance: 0.0,
+            },
+        );
+        b.check(
+            "poll",
+            &p("clock_peer_poll_interval_seconds"),
+            1.0,
+            Printed {
+                value: 2f64.powf(s.poll),
+                tolerance: 0.0,
+            },
+        );
+        b.check(
+            "reach",
+            &p("clock_peer_reachability_ratio"),
+            1.0,
+            Printed {
+                value: f64::from(s.reach.count_ones()) / 8.0,
+                tolerance: 0.0,
+            },
+        );
+        let Some(last_rx) = s.last_rx else { continue };
+        b.check(
+            "last sample age",
+            &x("clock_chrony_peer_last_sample_age_seconds"),
+            1.0,
+            Printed {
+                value: last_rx,
+                tolerance: 0.0,
+            },
+        );
+        // chronyc prints chrony's sign (local minus source): negated.
+        b.check(
+            "measured offset",
+            &x("clock_chrony_peer_measured_offset_seconds"),
+            -1.0,
+            s.measured,
+        );
+        b.check(
+            "adjusted offset",
+            &x("clock_chrony_peer_adjusted_offset_seconds"),
+            -1.0,
+            s.adjusted,
+        );
+        // Peer minus system clock: chronyc's adjusted offset (negated) moved
+        // by the correction chronyd has yet to apply ("System time").
+        b.check(
+            "offset from the system clock",
+            &p("clock_peer_offset_seconds"),
+            1.0,
+            Printed {
+                value: st.value - s.adjusted.value,
+                tolerance: st.tolerance + s.adjusted.tolerance,
+            },
+        );
+        b.check(
+            "error bound",
+            &p("clock_peer_error_bound_seconds"),
+            1.0,
+            s.error,
+        );
+    }
+}
+
+/// `chronyc -n sourcestats` against chrony's per-source series.
+fn compare_sourcestats(b: &mut Bracket<'_>, stats: &str) {
+    for (name, np, freq, skew, offset, sd) in sourcestats_lines(stats) {
+        let x = |m: &str| format!("{m}{{peer=\"{name}\"}}");
+        b.check(
+            "samples",
+            &x("clock_chrony_peer_samples"),
+            1.0,
+            Printed {
+                value: np,
+                tolerance: 0.0,
+            },
+        );
+        if np == 0.0 {
+            continue;
+        }
+        b.check(
+            "source frequency",
+            &x("clock_chrony_peer_frequency_ratio"),
+            -1.0,
+            freq,
+        );
+        b.check(
+            "source skew",
+            &x("clock_chrony_peer_frequency_skew_ratio"),
+            1.0,
+            skew,
+        );
+        b.check(
+            "estimated offset",
+            &x("clock_chrony_peer_estimated_offset_seconds"),
+            -1.0,
+            offset,
+        );
+        b.check(
+            "std dev",
+            &format!("clock_peer_jitter_seconds{{daemon=\"chronyd\",peer=\"{name}\"}}"),
+            1.0,
+            sd,
+        );
+    }
+}
+
+fn peer_value(body: &str, metric: &str, peer: Ipv4Addr) -> f64 {
+    sample(
+        body,
+        &format!("{metric}{{daemon=\"chronyd\",peer=\"{peer}\"}}"),
+    )
+    .unwrap_or_else(|| panic!("{metric} of {peer}\n{body}"))
+}
+
+fn is_state(body: &str, peer: Ipv4Addr, state: &str) -> bool {
+    sample(
+        body,
+        &format!("clock_peer_state{{daemon=\"chronyd\",peer=\"{peer}\",state=\"{state}\"}}"),
+    ) == Some(1.0)
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn three_sources_the_skewed_one_is_a_falseticker_and_values_agree_with_chronyc() {
+    let hosts = hosts(true);
+    let (root, client) = (&hosts.root, &hosts.client);
+    let chronyd = hosts.client_chronyd(&format!(
+        "server {SERVER_A} {FAST}\nserver {SKEWED} {FAST}\nserver {SERVER_C} {FAST}\n"
+    ));
+    let socket = chronyd.socket().display().to_string();
+    let exporter = Exporter::start(client, &["--collector.chrony.socket", &socket]);
+    let body = wait_for(
+        "skewed falseticker, an honest one selected",
+        Duration::from_secs(40),
+        || {
+            let body = exporter.scrape(client);
+            (is_state(&body, SKEWED, "falseticker")
+                && (is_state(&body, SERVER_A, "selected") || is_state(&body, SERVER_C, "selected")))
+            .then_some(body)
+        },
+    );
+    // θ: the skewed server is 11.5 s ahead of this host, the honest ones with it.
+    let skewed = peer_value(&body, "clock_peer_offset_seconds", SKEWED);
+    assert!((skewed - 11.5).abs() < 0.01, "{skewed}");
+    for honest in [SERVER_A, SERVER_C] {
+        let off = peer_value(&body, "clock_peer_offset_seconds", honest);
+        assert!(off.abs() < 0.001, "{honest}: {off}");
+        // With the socket: delay and dispersion from NTP_DATA, the refid the
+        // server announces (chronyd's local clock, 127.127.1.1).
+        assert!(peer_value(&body, "clock_peer_delay_seconds", honest) > 0.0);
+        assert!(body.contains(&format!(
+            "clock_peer_info{{daemon=\"chronyd\",peer=\"{honest}\",kind=\"server\",refid=\"127.127.1.1\"}} 1"
+        )));
+    }
+    assert!(
+        body.contains("clock_daemon_up{daemon=\"chronyd\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("clock_scrape_collector_success{collector=\"chrony\"} 1"),
+        "{body}"
+    );
+    // The selected source is chronyd's reference.
+    let selected = [SERVER_A, SERVER_C]
+        .into_iter()
+        .find(|p| is_state(&body, *p, "selected"))
+        .expect("selected");
+    assert!(body.contains(&format!(
+        "clock_sync_info{{daemon=\"chronyd\",reference=\"{selected}\"}} 1"
+    )));
+
+    let mut compared = None;
+    for _ in 0..5 {
+        let (n, before, chronyc) = compare_with_chronyc(root, client, &chronyd, &exporter);
+        eprintln!("compared {n} values with chronyc\n{chronyc}\n{before}");
+        if n >= 40 {
+            compared = Some(n);
+            break;
+        }
+    }
+    assert!(compared.is_some(), "too few values compared");
+    assert_no_client_sockets(chronyd.dir.path());
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn two_sources_that_disagree_are_both_falsetickers_and_sync_is_lost() {
+    let hosts = hosts(false);
+    let (root, client) = (&hosts.root, &hosts.client);
+    let chronyd = hosts.client_chronyd(&format!(
+        "server {SERVER_A} {FAST}\nserver {SKEWED} {FAST}\n"
+    ));
+    // Over UDP, as an unprivileged exporter would run.
+    let exporter = Exporter::start(client, &[]);
+    let body = wait_for("both sources falsetickers", Duration::from_secs(40), || {
+        let body = exporter.scrape(client);
+        (is_state(&body, SERVER_A, "falseticker") && is_state(&body, SKEWED, "falseticker"))
+            .then_some(body)
+    });
+    for peer in [SERVER_A, SKEWED] {
+        assert!(!is_state(&body, peer, "selected"), "{peer}\n{body}");
+    }
+    let sources = chronyd.chronyc(root, client, &["-n", "sources"]);
+    let states: Vec<char> = source_lines(&sources).iter().map(|s| s.state).collect();
+    assert_eq!(states, ['x', 'x'], "{sources}");
+    // What chronyd reports without a majority: not synchronised (leap 3),
+    // stratum 0, no reference (id 0).
+    let tracking = chronyd.chronyc(root, client, &["-n", "tracking"]);
+    eprintln!("{tracking}\n{sources}");
+    assert!(
+        tracking.contains("Leap status     : Not synchronised"),
+        "{tracking}"
+    );
+    assert_eq!(
+        sample(&body, "clock_sync_leap{daemon=\"chronyd\"}"),
+        Some(3.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "clock_sync_stratum{daemon=\"chronyd\"}"),
+        Some(0.0),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "clock_chrony_tracking_info{reference_id=\"00000000\",reference_name=\"\"} 1"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("clock_sync_info{daemon=\"chronyd\",reference=\"\"} 1"),
+        "{body}"
+    );
+    // Offsets still say who is right: the skewed server is 11.5 s ahead.
+    assert!((peer_value(&body, "clock_peer_offset_seconds", SKEWED) - 11.5).abs() < 0.01);
+    assert!(peer_value(&body, "clock_peer_offset_seconds", SERVER_A).abs() < 0.01);
+    // Over UDP: no delay (NTP_DATA is socket-only), jitter from sourcestats,
+    // and serverstats' refusal does not make chronyd "down" or the scrape fail.
+    assert!(
+        sample(
+            &body,
+            &format!("clock_peer_delay_seconds{{daemon=\"chronyd\",peer=\"{SKEWED}\"}}")
+        )
+        .is_none()
+    );
+    assert!(peer_value(&body, "clock_peer_jitter_seconds", SKEWED) >= 0.0);
+    assert!(
+        body.contains("clock_daemon_up{daemon=\"chronyd\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("clock_scrape_collector_success{collector=\"chrony\"} 1"),
+        "{body}"
+    );
+    assert!(
+        exporter
+            .proc
+            .log_text()
+            .contains("serverstats needs the unix socket: set --collector.chrony.socket"),
+        "{}",
+        exporter.proc.log_text()
+    );
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn following_a_wrong_source_peer_offsets_stay_true_to_the_system_clock() {
+    let hosts = hosts(false);
+    let (root, client) = (&hosts.root, &hosts.client);
+    // Only the skewed server may be selected; the honest one is watched.
+    let chronyd = hosts.client_chronyd(&format!(
+        "server {SERVER_A} {FAST} noselect\nserver {SKEWED} {FAST}\n"
+    ));
+    let exporter = Exporter::start(client, &[]);
+    let measured = |body: &str, peer: Ipv4Addr| {
+        sample(
+            body,
+            &format!("clock_chrony_peer_measured_offset_seconds{{peer=\"{peer}\"}}"),
+        )
+    };
+    // Wait until chronyd follows the skewed server and has measured the
+    // honest one since: on chronyd's (virtually corrected) timescale the
+    // honest server now looks 11.5 s behind.
+    let body = wait_for(
+        "chronyd following the skewed server",
+        Duration::from_secs(40),
+        || {
+            let body = exporter.scrape(client);
+            (is_state(&body, SKEWED, "selected")
+                && measured(&body, SERVER_A).is_some_and(|m| (m + 11.5).abs() < 0.01))
+            .then_some(body)
+        },
+    );
+    let sources = chronyd.chronyc(root, client, &["-n", "sources"]);
+    let tracking = chronyd.chronyc(root, client, &["-n", "tracking"]);
+    eprintln!("{tracking}\n{sources}");
+    let honest = source_lines(&sources)
+        .into_iter()
+        .find(|s| s.name == SERVER_A.to_string())
+        .expect("honest line");
+    // chronyc agrees: +11.5 s (its sign) in brackets and before them.
+    assert!((honest.measured.value - 11.5).abs() < 0.1, "{sources}");
+    assert!((honest.adjusted.value - 11.5).abs() < 0.1, "{sources}");
+    assert!(tracking.contains("System time     : 11.5"), "{tracking}");
+    assert!(tracking.contains("seconds slow of NTP time"), "{tracking}");
+    // The system clock is 11.5 s behind chronyd's reference...
+    let correction =
+        sample(&body, "clock_sync_offset_seconds{daemon=\"chronyd\"}").expect("sync offset");
+    assert!((correction - 11.5).abs() < 0.01, "{correction}");
+    // ...and clock_peer_offset_seconds is the truth about the system clock,
+    // which every namespace shares: the honest server 0, the skewed +11.5 s.
+    let a = peer_value(&body, "clock_peer_offset_seconds", SERVER_A);
+    let s = peer_value(&body, "clock_peer_offset_seconds", SKEWED);
+    eprintln!(
+        "honest: clock_peer_offset_seconds {a}, measured (chronyd's timescale) {:?}; skewed: {s}",
+        measured(&body, SERVER_A)
+    );
+    assert!(a.abs() < 0.001, "honest {a}\n{body}");
+    assert!((s - 11.5).abs() < 0.001, "skewed {s}\n{body}");
+    assert!(
+        is_state(&body, SERVER_A, "rejected"),
+        "noselect is '?' with samples: rejected"
+    );
+}
+
+/// The serverstats counter of a scrape.
+fn requests(body: &str) -> f64 {
+    sample(body, "clock_server_requests_total{daemon=\"chronyd\"}")
+        .unwrap_or_else(|| panic!("requests\n{body}"))
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn serverstats_over_the_socket_count_client_requests_and_reset_on_restart() {
+    lab::require_root();
+    let root = lab::root();
+    let ns_client = Netns::new();
+    let ns_server = Netns::new();
+    link(&ns_client, CLIENT, &ns_server, SERVER_A);
+    let mut server = chrony_server(&root, &ns_server, "server");
+    let socket = server.socket().display().to_string();
+    let exporter = Exporter::start(&ns_server, &["--collector.chrony.socket", &socket]);
+    let first = requests(&exporter.scrape(&ns_server));
+    let client = Chronyd::start(
+        &root,
+        &ns_client,
+        "client",
+        &format!("server {SERVER_A} {FAST}\n"),
+    );
+    let counted = wait_for(
+        "the server counts the client's requests",
+        Duration::from_secs(20),
+        || {
+            let n = requests(&exporter.scrape(&ns_server));
+            (n >= first + 4.0).then_some(n)
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let body = exporter.scrape(&ns_server);
+    let later = requests(&body);
+    assert!(later > counted, "{first} → {counted} → {later}");
+    // chronyc sees the same count (the exporter's scrape came first).
+    let stats = server.chronyc(&root, &ns_server, &["serverstats"]);
+    let theirs: f64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("NTP packets received       : "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert!(
+        theirs >= later && theirs <= later + 4.0,
+        "chronyc {theirs}, exporter {later}"
+    );
+    assert!(
+        sample(&body, "clock_chrony_server_command_packets_received_total")
+            .is_some_and(|c| c > 0.0)
+    );
+    assert!(
+        body.contains("clock_scrape_collector_success{collector=\"chrony\"} 1"),
+        "{body}"
+    );
+    // chronyd restarts (same config, same socket path, a new socket file):
+    // the published counters start again from chronyd's. The client stops
+    // first, so the new count stays below the old one.
+    drop(client);
+    let conf = server.dir.path().join("chrony.conf");
+    let _ = server.proc.child.kill();
+    let _ = server.proc.child.wait();
+    let mut cmd = ns_server.command(root.join("usr/sbin/chronyd"));
+    cmd.env("LD_LIBRARY_PATH", lab::lib_path(&root))
+        .args(["-x", "-d", "-u", "root", "-f"])
+        .arg(&conf);
+    server.proc = lab::Proc::spawn(
+        cmd,
+        server.dir.path().join("chronyd2.log"),
+        "chronyd server (restarted)",
+    );
+    let after = wait_for(
+        "the restarted server answers",
+        Duration::from_secs(20),
+        || {
+            let body = exporter.scrape(&ns_server);
+            body.contains("clock_daemon_up{daemon=\"chronyd\"} 1")
+                .then(|| requests(&body))
+        },
+    );
+    assert!(after < later, "counters did not reset: {later} → {after}");
+    assert!(
+        exporter.proc.log_text().contains("chronyd restarted"),
+        "{}",
+        exporter.proc.log_text()
+    );
+    assert_no_client_sockets(server.dir.path());
+}
+
+/// The exporter's client sockets never stay behind in chronyd's directory.
+fn assert_no_client_sockets(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("clock_exporter."))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Scrapes and returns the body and how long it took.
+fn timed_scrape(exporter: &Exporter, ns: &Netns) -> (String, Duration) {
+    let t = Instant::now();
+    let body = exporter.scrape(ns);
+    (body, t.elapsed())
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn without_chronyd_scrapes_stay_fast_and_up_follows_presence() {
+    lab::require_root();
+    let root = lab::root();
+    // No chronyd at all: nothing published about it, nothing failed.
+    let empty = Netns::new();
+    let exporter = Exporter::start(&empty, &[]);
+    for _ in 0..3 {
+        let (body, took) = timed_scrape(&exporter, &empty);
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        assert!(
+            !body.contains("clock_daemon_up{daemon=\"chronyd\"}"),
+            "{body}"
+        );
+        assert!(
+            body.contains("clock_scrape_collector_success{collector=\"chrony\"} 1"),
+            "{body}"
+        );
+    }
+    drop(exporter);
+    // Configured explicitly: up is published, 0.
+    let exporter = Exporter::start(&empty, &["--collector.chrony.address", "127.0.0.1:323"]);
+    let (body, took) = timed_scrape(&exporter, &empty);
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(
+        body.contains("clock_daemon_up{daemon=\"chronyd\"} 0"),
+        "{body}"
+    );
+    drop(exporter);
+
+    // chronyd seen, then killed: up 0, and scrapes stay fast.
+    let ns = Netns::new();
+    let mut chronyd = chrony_server(&root, &ns, "victim");
+    let exporter = Exporter::start(&ns, &["--collector.chrony.timeout", "2s"]);
+    let (body, _) = timed_scrape(&exporter, &ns);
+    assert!(
+        body.contains("clock_daemon_up{daemon=\"chronyd\"} 1"),
+        "{body}"
+    );
+    let _ = chronyd.proc.child.kill();
+    let _ = chronyd.proc.child.wait();
+    for _ in 0..3 {
+        let (body, took) = timed_scrape(&exporter, &ns);
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        assert!(
+            body.contains("clock_daemon_up{daemon=\"chronyd\"} 0"),
+            "{body}"
+        );
+    }
+    assert!(
+        exporter
+            .proc
+            .log_text()
+            .contains("time daemon stopped answering"),
+        "{}",
+        exporter.proc.log_text()
+    );
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn without_permission_on_the_socket_the_log_says_so_and_udp_still_answers() {
+    lab::require_root();
+    let root = lab::root();
+    let ns = Netns::new();
+    // chronyd's private directory is root's, mode 0700: nobody may not use it.
+    let chronyd = chrony_server(&root, &ns, "private");
+    let socket = chronyd.socket().display().to_string();
+    let dir = lab::TempDir::new("exporter-nobody");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
+    let mut cmd = ns.command("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(lab::exporter_bin())
+        .args([
+            "--web.listen-address",
+            "127.0.0.1:9857",
+            "--collector.chrony.socket",
+            &socket,
+        ]);
+    let mut proc = lab::Proc::spawn(
+        cmd,
+        dir.path().join("exporter.log"),
+        "clock_exporter as nobody",
+    );
+    let body = wait_for("the exporter answers", Duration::from_secs(10), || {
+        proc.assert_running();
+        ns.enter(|| lab::http_get("127.0.0.1:9857", "/metrics", None).ok())
+            .map(|(_, b)| b)
+    });
+    // UDP still answers the open commands; the socket failure fails the collector.
+    assert!(
+        body.contains("clock_daemon_up{daemon=\"chronyd\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("clock_sync_stratum{daemon=\"chronyd\"} 8"),
+        "{body}"
+    );
+    assert!(
+        body.contains("clock_scrape_collector_success{collector=\"chrony\"} 0"),
+        "{body}"
+    );
+    let log = proc.log_text();
+    eprintln!("{log}");
+    assert!(log.contains("Permission denied"), "{log}");
+    assert!(log.contains("write access to"), "{log}");
+    assert!(log.contains("falling back to UDP"), "{log}");
+    drop(proc);
+    assert_no_client_sockets(chronyd.dir.path());
+}
