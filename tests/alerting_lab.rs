@@ -1,4 +1,4 @@
-//! The alert rules against real daemons: a client host running ntpd, with
+//! The alert rules against real daemons: a client host running ntpd or chronyd, with
 //! three servers in namespaces of their own, our exporter beside ntpd, and a
 //! real Prometheus (unpacked by scripts/lab-fetch) in the client's namespace
 //! scraping it every second with `alerts/*.rules.yml` loaded.
@@ -121,7 +121,9 @@ struct Lab {
     // Declaration order is drop order: processes before namespaces.
     _prometheus: Proc,
     _exporter: Exporter,
-    _ntpd: Ntpd,
+    _ntpd: Option<Ntpd>,
+    _client_chronyd: Option<lab::Chronyd>,
+    daemon: &'static str,
     _chronyds: Vec<lab::Chronyd>,
     _skewed: Option<SkewedServer>,
     _dir: TempDir,
@@ -129,7 +131,8 @@ struct Lab {
     _servers: Vec<Netns>,
 }
 
-fn lab(third_skewed: bool) -> Lab {
+/// `daemon` is "ntpd" or "chronyd": which one the client runs.
+fn lab(daemon: &'static str, third_skewed: bool) -> Lab {
     lab::require_root();
     let root = lab::root();
     let client = Netns::new();
@@ -147,13 +150,28 @@ fn lab(third_skewed: bool) -> Lab {
         chronyds.push(chrony_server(&root, &servers[2], "server-c"));
         None
     };
+    let polls = if daemon == "ntpd" {
+        "iburst minpoll 3 maxpoll 4"
+    } else {
+        "iburst minpoll -2 maxpoll 0"
+    };
     let config = SERVERS
         .iter()
-        .map(|a| format!("server {a} iburst minpoll 3 maxpoll 4"))
+        .map(|a| format!("server {a} {polls}"))
         .collect::<Vec<_>>()
         .join("\n");
-    let ntpd = Ntpd::start(&root, &client, "ntpd", &config);
-    let exporter = Exporter::start(&client, &["--collector.ntpd.address", "127.0.0.1:123"]);
+    let (ntpd, client_chronyd, flags) = if daemon == "ntpd" {
+        let n = Ntpd::start(&root, &client, "ntpd", &config);
+        (Some(n), None, ["--collector.ntpd.address", "127.0.0.1:123"])
+    } else {
+        let c = lab::Chronyd::start(&root, &client, "client", &config);
+        (
+            None,
+            Some(c),
+            ["--collector.chrony.address", "127.0.0.1:323"],
+        )
+    };
+    let exporter = Exporter::start(&client, &flags);
     // Prometheus starts watching once ntpd has settled, as it would on a
     // host that has been running for a while: the falseticker rule asks for
     // an unbroken run of samples, which ntpd's first seconds (every peer
@@ -163,7 +181,9 @@ fn lab(third_skewed: bool) -> Lab {
         let state = |peer: Ipv4Addr, state: &str| {
             lab::sample(
                 &body,
-                &format!("clock_peer_state{{daemon=\"ntpd\",peer=\"{peer}\",state=\"{state}\"}}"),
+                &format!(
+                    "clock_peer_state{{daemon=\"{daemon}\",peer=\"{peer}\",state=\"{state}\"}}"
+                ),
             ) == Some(1.0)
         };
         let survived = |peer: Ipv4Addr| {
@@ -184,6 +204,8 @@ fn lab(third_skewed: bool) -> Lab {
         _prometheus: prometheus,
         _exporter: exporter,
         _ntpd: ntpd,
+        _client_chronyd: client_chronyd,
+        daemon,
         _chronyds: chronyds,
         _skewed: skewed,
         _dir: dir,
@@ -195,7 +217,17 @@ fn lab(third_skewed: bool) -> Lab {
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn the_skewed_server_drives_the_peer_alerts_and_is_named() {
-    let lab = lab(true);
+    skewed_server_is_named("ntpd");
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn the_skewed_server_drives_the_peer_alerts_and_is_named_under_chronyd() {
+    skewed_server_is_named("chronyd");
+}
+
+fn skewed_server_is_named(daemon: &'static str) {
+    let lab = lab(daemon, true);
     let skewed = SERVERS[2].to_string();
     let found = wait_for(
         "falseticker and disagreement alerts",
@@ -221,7 +253,10 @@ fn the_skewed_server_drives_the_peer_alerts_and_is_named() {
     // The series behind them, as Prometheus stored them from our exporter.
     let offset = query(
         &lab.client,
-        &format!("clock_peer_offset_seconds{{daemon=\"ntpd\",peer=\"{skewed}\"}}"),
+        &format!(
+            "clock_peer_offset_seconds{{daemon=\"{}\",peer=\"{skewed}\"}}",
+            lab.daemon
+        ),
     );
     let v: f64 = offset[0]["value"][1]
         .as_str()
@@ -234,7 +269,7 @@ fn the_skewed_server_drives_the_peer_alerts_and_is_named() {
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn three_honest_servers_raise_no_peer_alert() {
-    let lab = lab(false);
+    let lab = lab("ntpd", false);
     // Wait until the rules have seen three usable sources, and a few more
     // evaluations, so that every alert group has run over that data.
     wait_for("three usable sources", Duration::from_secs(90), || {
