@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clock_exporter::proto::mode6::{
-    self, AssocId, Fragment, Opcode, Progress, Reassembler, Sequence,
+    self, AssocId, Fragment, Opcode, Progress, Reassembler, Sequence, SystemStats,
 };
+use clock_exporter::proto::ntp::{Header, NtpShort, NtpTimestamp, RefId};
 use lab::{Chronyd, Exporter, Netns, Ntpd, SkewedServer, chrony_server, link, sample, wait_for};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -221,7 +222,7 @@ fn exporter_agrees_with_ntpq_on_a_falseticker_lab() {
     selection_agrees_with_ntpq(&body, &rows);
     sync_agrees_with_ntpq(&lab, &exporter);
     check_ntp_peer_agrees(&lab, &exporter);
-    server_requests_follow_sysstats(&lab, &exporter);
+    no_client_no_server_requests(&lab, &exporter);
     killed_ntpd_is_down_at_once(&mut lab, &exporter);
 }
 
@@ -424,9 +425,10 @@ fn check_ntp_peer_agrees(lab: &NtpdLab, exporter: &Exporter) {
     );
 }
 
-/// Packets ntpd received, as `ntpq -c sysstats` counts them: our queries and
-/// ntpq's both count, so our value lies strictly between two ntpq readings.
-fn server_requests_follow_sysstats(lab: &NtpdLab, exporter: &Exporter) {
+/// Nobody asks this ntpd for time: although `ntpq -c sysstats` counts more
+/// packets received between two readings (replies, ntpq's queries and ours),
+/// no request was served.
+fn no_client_no_server_requests(lab: &NtpdLab, exporter: &Exporter) {
     let received = || -> f64 {
         let vars = ntpq_vars(&lab.ntpq(&["-c", "rv 0 ss_received_r"]));
         vars["ss_received_r"].parse().expect("ss_received_r")
@@ -434,8 +436,12 @@ fn server_requests_follow_sysstats(lab: &NtpdLab, exporter: &Exporter) {
     let r1 = received();
     let body = exporter.scrape(&lab.client);
     let r2 = received();
-    let ours = sample(&body, "clock_server_requests_total{daemon=\"ntpd\"}").expect("requests");
-    assert!(r1 < ours && ours < r2, "{r1} < {ours} < {r2}");
+    assert!(r1 < r2, "{r1} < {r2}");
+    assert_eq!(
+        sample(&body, "clock_server_requests_total{daemon=\"ntpd\"}"),
+        Some(0.0),
+        "{body}"
+    );
 }
 
 /// ntpd killed: down at once, the other collectors unaffected.
@@ -715,4 +721,316 @@ fn capture_fixtures(lab: &NtpdLab) {
         &ntpq_request(&lab.root, "rv 0 ss_received", Opcode::READ_VARIABLES),
     );
     eprintln!("fixtures written to {}", fixture_dir().display());
+}
+
+/// The lab of `server_requests_count_only_clients`: ntpd on `NTPD_HOST`
+/// polling one honest chronyd, and a host of clients that may ask it for
+/// time. Fields drop in order: processes before their namespaces.
+struct ServedLab {
+    root: PathBuf,
+    _ntpd: Ntpd,
+    _upstream: Chronyd,
+    host: Netns,
+    clients: Netns,
+    _upstream_ns: Netns,
+}
+
+const NTPD_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const UPSTREAM: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+const CLIENTS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 31);
+/// Requests the lab's own client sends.
+const N: u32 = 5;
+
+impl ServedLab {
+    fn start() -> ServedLab {
+        lab::require_root();
+        let root = lab::root();
+        let (host, upstream_ns, clients) = (Netns::new(), Netns::new(), Netns::new());
+        link(&host, NTPD_HOST, &upstream_ns, UPSTREAM);
+        link(&host, NTPD_HOST, &clients, CLIENTS);
+        let upstream = chrony_server(&root, &upstream_ns, "upstream");
+        // The lab's stock restrictions (`restrict default kod nomodify nopeer
+        // noquery limited`): clients get time, and a rate limit.
+        let ntpd = Ntpd::start(
+            &root,
+            &host,
+            "ntpd-served",
+            &format!("server {UPSTREAM} iburst minpoll 3 maxpoll 4"),
+        );
+        ServedLab {
+            root,
+            _ntpd: ntpd,
+            _upstream: upstream,
+            host,
+            clients,
+            _upstream_ns: upstream_ns,
+        }
+    }
+
+    /// System variables as NTPsec's ntpq reads them, by name.
+    fn vars(&self, names: &str) -> BTreeMap<String, u64> {
+        let text = Ntpd::ntpq(&self.root, &self.host, &["-c", &format!("rv 0 {names}")]);
+        ntpq_vars(&text)
+            .into_iter()
+            .map(|(k, v)| {
+                let n = v.parse().unwrap_or_else(|_| panic!("{k}={v}"));
+                (k, n)
+            })
+            .collect()
+    }
+
+    /// The upstream association's `received`, as `ntpq -c pstats` shows it.
+    fn upstream_received(&self) -> u64 {
+        let assoc = Ntpd::ntpq(&self.root, &self.host, &["-c", "associations"]);
+        let id = assoc
+            .lines()
+            .find_map(|l| l.split_whitespace().nth(1)?.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no association:\n{assoc}"));
+        let pstats = Ntpd::ntpq(&self.root, &self.host, &["-c", &format!("pstats {id}")]);
+        pstats
+            .lines()
+            .find_map(|l| l.strip_prefix("packets received:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("pstats {id}:\n{pstats}"))
+    }
+}
+
+fn served(body: &str) -> f64 {
+    sample(body, "clock_server_requests_total{daemon=\"ntpd\"}")
+        .unwrap_or_else(|| panic!("clock_server_requests_total missing:\n{body}"))
+}
+
+/// Sends `n` client (mode 3) requests from `from` to ntpd at `server`, `gap`
+/// apart, from a socket in `ns`; returns how many ntpd answered.
+fn client_requests(ns: &Netns, from: Ipv4Addr, server: Ipv4Addr, n: u32, gap: Duration) -> u32 {
+    ns.enter(move || {
+        let sock = UdpSocket::bind((from, 0)).expect("bind client");
+        sock.connect((server, 123)).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut answered = 0;
+        for _ in 0..n {
+            let transmit = NtpTimestamp::from_system_time(std::time::SystemTime::now());
+            let request = Header {
+                leap: 0,
+                version: 4,
+                mode: 3,
+                stratum: 0,
+                poll: 6,
+                precision: -20,
+                root_delay: NtpShort(0),
+                root_dispersion: NtpShort(0),
+                reference_id: RefId([0; 4]),
+                reference: NtpTimestamp(0),
+                origin: NtpTimestamp(0),
+                receive: NtpTimestamp(0),
+                transmit,
+            };
+            sock.send(&request.encode()).expect("send request");
+            let mut buf = [0u8; 128];
+            if let Ok(len) = sock.recv(&mut buf)
+                && let Ok(reply) = Header::parse(&buf[..len])
+                && reply.mode == 4
+                && reply.origin == transmit
+            {
+                answered += 1;
+            }
+            std::thread::sleep(gap);
+        }
+        answered
+    })
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn server_requests_count_only_clients() {
+    let lab = ServedLab::start();
+    let exporter = Exporter::start(
+        &lab.host,
+        &lab::only_collectors(&["ntpd"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    // (a) Only upstream replies and control queries reach ntpd: scraped
+    // every second over several polls, nothing counts, while ss_received
+    // (the old source of this counter) and the association's replies grow.
+    let before = lab.vars("ss_received_r");
+    let replies_before = lab.upstream_received();
+    let first = served(&exporter.scrape(&lab.host));
+    assert_eq!(first, 0.0, "an ntpd nobody asks for time served nobody");
+    let replies = wait_for(
+        "five more replies from the upstream server",
+        Duration::from_secs(90),
+        || {
+            let body = exporter.scrape(&lab.host);
+            assert_eq!(served(&body), first, "{body}");
+            std::thread::sleep(Duration::from_secs(1));
+            let r = lab.upstream_received();
+            (r >= replies_before + 5).then_some(r)
+        },
+    );
+    let after = lab.vars("ss_received_r");
+    let body = exporter.scrape(&lab.host);
+    assert_eq!(served(&body), 0.0, "{body}");
+    eprintln!(
+        "idle: ss_received_r {} -> {}, upstream replies {replies_before} -> {replies}, clock_server_requests_total stays 0",
+        before["ss_received_r"], after["ss_received_r"]
+    );
+    assert!(after["ss_received_r"] >= before["ss_received_r"] + 5 + 10);
+
+    // (b) A client asks N times, slowly enough for the stock `limited`
+    // restriction to answer every request: the counter grows by N exactly.
+    let limits = lab.vars("ss_limited_r,ss_kodsent_r");
+    let answered = client_requests(
+        &lab.clients,
+        CLIENTS,
+        NTPD_HOST,
+        N,
+        Duration::from_millis(500),
+    );
+    assert_eq!(answered, N, "ntpd answered every request");
+    assert_eq!(
+        lab.vars("ss_limited_r,ss_kodsent_r"),
+        limits,
+        "none was rate limited"
+    );
+    let body = exporter.scrape(&lab.host);
+    assert_eq!(served(&body), f64::from(N), "{body}");
+    // More upstream replies and scrapes change nothing.
+    let replies = lab.upstream_received();
+    wait_for("another upstream reply", Duration::from_secs(60), || {
+        let body = exporter.scrape(&lab.host);
+        assert_eq!(served(&body), f64::from(N), "{body}");
+        std::thread::sleep(Duration::from_secs(1));
+        (lab.upstream_received() > replies).then_some(())
+    });
+    eprintln!("{N} client requests: clock_server_requests_total {N}");
+    if std::env::var_os("CLOCK_CAPTURE_FIXTURES").is_some() {
+        capture_served_fixtures(&lab, N);
+    }
+
+    // (c) A real client: chronyd polling ntpd every 2 s. Every answer it
+    // got (`Total RX` of `chronyc ntpdata`, a kiss-o'-death included) is one
+    // more request served; read while chronyd sent and received nothing.
+    let client = Chronyd::start(
+        &lab.root,
+        &lab.clients,
+        "client",
+        &format!("server {NTPD_HOST} minpoll 1 maxpoll 1"),
+    );
+    let ntpdata = || -> (u64, u64) {
+        let text = client.chronyc(
+            &lab.root,
+            &lab.clients,
+            &["ntpdata", &NTPD_HOST.to_string()],
+        );
+        let field = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} in chronyc ntpdata:\n{text}"))
+        };
+        (field("Total TX"), field("Total RX"))
+    };
+    let (rx, body) = wait_for(
+        "chronyd to have four answers, quiet around a scrape",
+        Duration::from_secs(60),
+        || {
+            let before = ntpdata();
+            let body = exporter.scrape(&lab.host);
+            (before.1 >= 4 && ntpdata() == before).then_some((before.1, body))
+        },
+    );
+    assert_eq!(served(&body), f64::from(N) + rx as f64, "{body}");
+    eprintln!(
+        "chronyd client: Total RX {rx}; clock_server_requests_total {}",
+        served(&body)
+    );
+}
+
+/// Captures the fixtures of tests/fixtures/mode6/served (README there): one
+/// query's worth of answers from the served lab, taken while the upstream
+/// association's counter stays the same around them.
+fn capture_served_fixtures(lab: &ServedLab, clients: u32) {
+    let dir = fixture_dir().join("served");
+    std::fs::create_dir_all(&dir).expect("fixture dir");
+    let text = |datagrams: &[Vec<u8>]| -> Vec<u8> {
+        datagrams
+            .iter()
+            .flat_map(|d| Fragment::parse(d).expect("fragment").data.to_vec())
+            .collect()
+    };
+    let mut seq = 0x0200;
+    let mut next = || {
+        seq += 1;
+        seq
+    };
+    let (list, answers) = wait_for(
+        "a capture without a reply in it",
+        Duration::from_secs(60),
+        || {
+            let list = exchange(&lab.host, next(), Opcode::READ_STATUS, 0, b"");
+            let associations = mode6::parse_status_list(&text(&list)).expect("association list");
+            let [(id, _)] = associations.as_slice() else {
+                panic!("one association expected: {associations:?}");
+            };
+            let counters = |seq| {
+                exchange(
+                    &lab.host,
+                    seq,
+                    Opcode::READ_VARIABLES,
+                    id.0,
+                    b"srcadr,received",
+                )
+            };
+            let first = counters(next());
+            let answers = [
+                (
+                    "readvar-system",
+                    exchange(&lab.host, next(), Opcode::READ_VARIABLES, 0, b""),
+                ),
+                (
+                    "readvar-sysstats",
+                    exchange(
+                        &lab.host,
+                        next(),
+                        Opcode::READ_VARIABLES,
+                        0,
+                        SystemStats::QUERY.as_bytes(),
+                    ),
+                ),
+                (
+                    "readvar-sysstats-ntpsec",
+                    exchange(
+                        &lab.host,
+                        next(),
+                        Opcode::READ_VARIABLES,
+                        0,
+                        SystemStats::QUERY_NTPSEC.as_bytes(),
+                    ),
+                ),
+                (
+                    "readvar-peer-upstream",
+                    exchange(&lab.host, next(), Opcode::READ_VARIABLES, id.0, b""),
+                ),
+                ("readvar-counters-upstream", counters(next())),
+            ];
+            (text(&first) == text(&answers[4].1)).then_some((list, answers))
+        },
+    );
+    let save = |name: &str, datagrams: &[Vec<u8>]| {
+        for (i, d) in datagrams.iter().enumerate() {
+            let path = dir.join(format!("{name}.{i}.bin"));
+            std::fs::write(&path, d).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        }
+    };
+    save("readstat", &list);
+    for (name, datagrams) in &answers {
+        save(name, datagrams);
+    }
+    eprintln!(
+        "served fixtures ({clients} client requests) written to {}",
+        dir.display()
+    );
 }

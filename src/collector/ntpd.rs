@@ -4,11 +4,13 @@
 //!
 //! One query costs two round trips however many peers ntpd has: the
 //! association list, the system variables and the system statistics are
-//! requested together, then every association's variables, all on one UDP
-//! socket, each request with its own sequence number (see [`query`]). The
-//! decoded answers become the shared model (`clock_sync_*`, `clock_peer_*`)
-//! in [`Reading::report`], a pure function tested with datagrams captured
-//! from a real ntpd.
+//! requested together, then every association's variables and its packet
+//! counter, all on one UDP socket, each request with its own sequence number
+//! (see [`query`]). The decoded answers become the shared model
+//! (`clock_sync_*`, `clock_peer_*`) in [`Reading::report`], a pure function
+//! tested with datagrams captured from a real ntpd. The client requests ntpd
+//! answered (`clock_server_requests_total`) need the previous scrape's
+//! counters too: [`served`] keeps them.
 //!
 //! A host running chronyd on :123 drops mode-6 packets silently, and one
 //! running no daemon refuses them: [`Presence`] remembers that, so such a
@@ -31,10 +33,11 @@ use crate::cli::{bool_flag, flag, parse_duration};
 use crate::metrics::{Desc, Family, Kind};
 use crate::model::{self, Daemon, DaemonReport, Peer, PeerKind, PeerState, SyncStatus};
 use crate::proto::mode6::{
-    self, AssocId, DEFAULT_RESPONSE_LIMIT, ErrorCode, Fragment, Opcode, PeerReading, PeerStatus,
-    PeerVariables, Progress, Reassembler, ReassemblyError, Response, Selection, Sequence,
-    SystemStats, SystemStatus, SystemVariables, Variables,
+    self, AssocId, DEFAULT_RESPONSE_LIMIT, ErrorCode, Fragment, Opcode, PeerCounters, PeerReading,
+    PeerStatus, PeerVariables, Progress, Reassembler, ReassemblyError, Response, Selection,
+    Sequence, SystemStats, SystemStatus, SystemVariables, Variables,
 };
+use served::{Sample, Served, SystemCounts};
 
 /// The collector's table entry.
 pub const REGISTRATION: Registration = Registration {
@@ -54,10 +57,11 @@ pub const DEFAULT_ADDRESS: &str = "127.0.0.1:123";
 /// backoff.
 pub const DEFAULT_TIMEOUT: &str = "1s";
 
-/// Association requests in flight at once: enough for any usual ntpd in one
-/// round trip, few enough that the answers (up to three fragments each) fit
-/// a default socket receive buffer.
-pub const WINDOW: usize = 32;
+/// Requests in flight at once: two for each of 32 associations (its
+/// variables, up to three fragments, and its one-fragment packet counter),
+/// enough for any usual ntpd in one round trip, few enough that the answers
+/// fit a default socket receive buffer.
+pub const WINDOW: usize = 64;
 
 macro_rules! desc {
     ($id:ident, $name:literal, $kind:ident, [$($l:literal),*], $help:literal) => {
@@ -191,6 +195,9 @@ pub struct Ntpd {
     timeout: Duration,
     presence: Presence,
     sequence: AtomicU16,
+    /// The counters behind `clock_server_requests_total`, and the lock that
+    /// makes full queries take turns, so that readings reach it in order.
+    served: tokio::sync::Mutex<Served>,
 }
 
 impl Ntpd {
@@ -207,6 +214,7 @@ impl Ntpd {
             timeout,
             presence: Presence::new(Daemon::Ntpd.label(), explicit),
             sequence: AtomicU16::new(seed as u16),
+            served: tokio::sync::Mutex::new(Served::default()),
         }
     }
 
@@ -260,10 +268,12 @@ impl Collector for Ntpd {
                     )));
                 }
             }
+            let mut served = self.served.lock().await;
             match self.clone().query_recorded(true).await {
                 Ok(reading) => {
+                    let requests = served_requests(&mut served, &reading);
                     let mut out = Collected {
-                        families: reading.families(),
+                        families: reading.families(requests),
                         errors: reading
                             .problems
                             .iter()
@@ -285,6 +295,22 @@ impl Collector for Ntpd {
             }
         })
     }
+}
+
+/// Updates the served-requests state with a reading and returns the value
+/// to publish: the last one when this reading lacks a counter.
+fn served_requests(state: &mut Served, reading: &Reading) -> Option<u64> {
+    let Some(sample) = reading.served_sample() else {
+        return state.current();
+    };
+    let (value, event) = state.update(sample);
+    if event == served::Event::Restarted {
+        tracing::info!(
+            collector = "ntpd",
+            "ntpd restarted: clock_server_requests_total starts again"
+        );
+    }
+    Some(value)
 }
 
 /// Why a query produced nothing.
@@ -319,6 +345,9 @@ pub struct Reading {
     pub stats: SystemStats,
     /// Every association that answered.
     pub peers: Vec<PeerReading>,
+    /// Every association's packet counter, or `None` when one that still
+    /// exists did not answer for it (then no sum of them is right).
+    pub counters: Option<Vec<(AssocId, PeerCounters)>>,
     /// Requests that failed while others succeeded, as log text.
     pub problems: Vec<String>,
 }
@@ -427,8 +456,26 @@ impl Reading {
         out
     }
 
-    /// The shared model of what ntpd said.
-    pub fn report(&self) -> DaemonReport {
+    /// The counters [`served`] needs, when ntpd gave them all.
+    pub fn served_sample(&self) -> Option<Sample> {
+        let counters = self.counters.as_ref()?;
+        let mut received = std::collections::BTreeMap::new();
+        for (id, c) in counters {
+            // A refclock counts its samples in `received` without receive().
+            if !c.address.is_some_and(is_refclock_address) {
+                received.insert(id.0, c.received?);
+            }
+        }
+        Some(Sample {
+            uptime: self.stats.uptime?,
+            system: SystemCounts::from_stats(&self.stats)?,
+            received,
+        })
+    }
+
+    /// The shared model of what ntpd said, with `server_requests` (what
+    /// [`served`] made of this reading) as `clock_server_requests_total`.
+    pub fn report(&self, server_requests: Option<u64>) -> DaemonReport {
         let peers = self.peers();
         let sync = self.system.as_ref().map(|s| {
             let sys_peer = s
@@ -458,13 +505,13 @@ impl Reading {
             daemon: Daemon::Ntpd,
             sync,
             peers: peers.into_iter().map(|(p, _, _)| p).collect(),
-            server_requests_total: self.stats.received_monotonic(),
+            server_requests_total: server_requests,
         }
     }
 
     /// The shared families and ntpd's own (without `clock_daemon_up`).
-    pub fn families(&self) -> Vec<Family> {
-        let mut out = self.report().families();
+    pub fn families(&self, server_requests: Option<u64>) -> Vec<Family> {
+        let mut out = self.report(server_requests).families();
         let mut reach = PEER_REACH_REGISTER.family();
         let mut mode = PEER_HOST_MODE.family();
         let mut selection = PEER_SELECTION_CODE.family();
@@ -496,6 +543,7 @@ enum Ask {
     Stats,
     StatsNtpsec,
     Peer(AssocId, PeerStatus),
+    Counters(AssocId),
 }
 
 impl Ask {
@@ -514,6 +562,7 @@ impl Ask {
                 SystemStats::QUERY_NTPSEC.as_bytes(),
             ),
             Ask::Peer(id, _) => (Opcode::READ_VARIABLES, id, b""),
+            Ask::Counters(id) => (Opcode::READ_VARIABLES, id, PeerCounters::QUERY.as_bytes()),
         }
     }
 }
@@ -668,6 +717,51 @@ fn refused(address: SocketAddr) -> QueryError {
     QueryError::Absent(format!("connection to {address} refused: nothing listens"))
 }
 
+/// Decodes the second round trip: every association's variables and
+/// counters.
+fn read_associations(
+    session: &mut Session<'_>,
+    associations: Vec<(AssocId, PeerStatus)>,
+    reading: &mut Reading,
+) {
+    let mut counters = Some(Vec::new());
+    for (id, status) in associations {
+        match session.take(Ask::Peer(id, status)) {
+            Some(Ok(r)) => reading.peers.push(PeerReading {
+                assoc_id: id,
+                status: PeerStatus(r.status),
+                variables: PeerVariables::from_variables(&Variables::parse(&r.data)),
+            }),
+            // The association went away between the two round trips (a pool
+            // server replaced): not a problem.
+            Some(Err(ReassemblyError::Server(ErrorCode::BadAssociation))) | None => {}
+            Some(Err(e)) => reading.problems.push(format!("association {}: {e}", id.0)),
+        }
+        match session.take(Ask::Counters(id)) {
+            Some(Ok(r)) => {
+                let c = PeerCounters::from_variables(&Variables::parse(&r.data));
+                if let Some(list) = counters.as_mut() {
+                    list.push((id, c));
+                }
+            }
+            // Gone since the list was read: its replies are not counted.
+            Some(Err(ReassemblyError::Server(ErrorCode::BadAssociation))) => {}
+            // A daemon without the variable: no counter, and nothing to
+            // say on every scrape.
+            Some(Err(ReassemblyError::Server(ErrorCode::UnknownVariable))) | None => {
+                counters = None;
+            }
+            Some(Err(e)) => {
+                reading
+                    .problems
+                    .push(format!("association {} counters: {e}", id.0));
+                counters = None;
+            }
+        }
+    }
+    reading.counters = counters;
+}
+
 /// Queries ntpd at `address` within `timeout`. With `full` false only the
 /// association list is read: enough to tell whether ntpd answers.
 pub async fn query(
@@ -734,24 +828,15 @@ pub async fn query(
     }
     reading.stats = SystemStats::from_variables(&stats);
 
+    // Each association's counter right after its variables: in the same
+    // round trip, and read after the statistics, so that a reply arriving
+    // in between can only make the served estimate short (see `served`).
     session.queue = associations
         .iter()
-        .map(|&(id, status)| Ask::Peer(id, status))
+        .flat_map(|&(id, status)| [Ask::Peer(id, status), Ask::Counters(id)])
         .collect();
     session.run().await?;
-    for (id, status) in associations {
-        match session.take(Ask::Peer(id, status)) {
-            Some(Ok(r)) => reading.peers.push(PeerReading {
-                assoc_id: id,
-                status: PeerStatus(r.status),
-                variables: PeerVariables::from_variables(&Variables::parse(&r.data)),
-            }),
-            // The association went away between the two round trips (a pool
-            // server replaced): not a problem.
-            Some(Err(ReassemblyError::Server(ErrorCode::BadAssociation))) | None => {}
-            Some(Err(e)) => reading.problems.push(format!("association {}: {e}", id.0)),
-        }
-    }
+    read_associations(&mut session, associations, &mut reading);
     if session.ignored.count > 0 {
         tracing::debug!(
             collector = "ntpd",
@@ -761,6 +846,8 @@ pub async fn query(
     }
     Ok(reading)
 }
+
+pub mod served;
 
 #[cfg(test)]
 mod tests;

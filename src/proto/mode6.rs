@@ -32,8 +32,8 @@ use std::fmt;
 
 pub use reassembly::{Progress, Reassembler, ReassemblyError, Response};
 pub use variables::{
-    Log2Seconds, Millis, PeerReading, PeerVariables, Ppm, Reach, SystemStats, SystemVariables,
-    Variables, canonical_ip,
+    Log2Seconds, Millis, PeerCounters, PeerReading, PeerVariables, Ppm, Reach, SystemStats,
+    SystemVariables, Variables, canonical_ip,
 };
 
 /// The header length.

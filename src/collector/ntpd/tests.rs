@@ -17,18 +17,39 @@ use crate::proto::mode6::{Header, Log2Seconds, Millis, Reach, encode_datagram};
 
 /// The captured answer to a request, its sequence number and association
 /// rewritten to the request's (their data and stale padding unchanged).
+/// The falseticker capture has the default variables only: requests naming
+/// variables (the statistics, the associations' counters) are answered with
+/// its "unknown variable" error, as by an ntpd that has none of them.
 fn captured_answer(req: &Header, data: &[u8]) -> Vec<Vec<u8>> {
     let datagrams: Vec<&[u8]> = match (req.opcode, req.assoc_id.0, data) {
         (Opcode::READ_STATUS, 0, _) => vec![READSTAT],
         (Opcode::READ_VARIABLES, 0, b"") => vec![SYSTEM],
-        (Opcode::READ_VARIABLES, 0, d) if d == SystemStats::QUERY.as_bytes() => vec![SYSSTATS],
-        (Opcode::READ_VARIABLES, 0, d) if d == SystemStats::QUERY_NTPSEC.as_bytes() => {
-            vec![SYSSTATS_NTPSEC]
-        }
-        (Opcode::READ_VARIABLES, 0, _) => vec![UNKNOWN_VARIABLE],
+        (Opcode::READ_VARIABLES, _, d) if !d.is_empty() => vec![UNKNOWN_VARIABLE],
         (Opcode::READ_VARIABLES, 17767, _) => HONEST_A.to_vec(),
         (Opcode::READ_VARIABLES, 17768, _) => HONEST_B.to_vec(),
         (Opcode::READ_VARIABLES, 17769, _) => SKEWED.to_vec(),
+        _ => vec![BAD_ASSOCIATION],
+    };
+    datagrams.iter().map(|d| rewrite(d, req)).collect()
+}
+
+/// The served capture's answer to a request, rewritten as above.
+fn served_answer(req: &Header, data: &[u8]) -> Vec<Vec<u8>> {
+    use served_lab as lab;
+    let datagrams: Vec<&[u8]> = match (req.opcode, req.assoc_id.0, data) {
+        (Opcode::READ_STATUS, 0, _) => vec![lab::READSTAT],
+        (Opcode::READ_VARIABLES, 0, b"") => vec![lab::SYSTEM],
+        (Opcode::READ_VARIABLES, 0, d) if d == SystemStats::QUERY.as_bytes() => {
+            vec![lab::SYSSTATS]
+        }
+        (Opcode::READ_VARIABLES, 0, d) if d == SystemStats::QUERY_NTPSEC.as_bytes() => {
+            vec![lab::SYSSTATS_NTPSEC]
+        }
+        (Opcode::READ_VARIABLES, 17767, b"") => lab::UPSTREAM.to_vec(),
+        (Opcode::READ_VARIABLES, 17767, d) if d == PeerCounters::QUERY.as_bytes() => {
+            vec![lab::UPSTREAM_COUNTERS]
+        }
+        (Opcode::READ_VARIABLES, 0, _) => vec![UNKNOWN_VARIABLE],
         _ => vec![BAD_ASSOCIATION],
     };
     datagrams.iter().map(|d| rewrite(d, req)).collect()
@@ -43,23 +64,22 @@ fn rewrite(datagram: &[u8], req: &Header) -> Vec<u8> {
     out
 }
 
-/// The fixtures decoded the way [`query`] decodes answers.
+/// A response's status word and data, from its fragments in order.
+fn data(d: &[&[u8]]) -> (u16, Vec<u8>) {
+    let mut out = Vec::new();
+    let mut status = 0;
+    for f in d {
+        let f = Fragment::parse(f).expect("fragment");
+        status = f.header.status;
+        out.extend_from_slice(f.data);
+    }
+    (status, out)
+}
+
+/// The falseticker fixtures decoded the way [`query`] decodes answers
+/// (without statistics or counters, which that capture does not have).
 fn captured_reading() -> Reading {
-    let data = |d: &[&[u8]]| -> (u16, Vec<u8>) {
-        let mut out = Vec::new();
-        let mut status = 0;
-        for f in d {
-            let f = Fragment::parse(f).expect("fragment");
-            status = f.header.status;
-            out.extend_from_slice(f.data);
-        }
-        (status, out)
-    };
     let (sys_status, sys) = data(&[SYSTEM]);
-    let mut stats = Variables::parse(&data(&[SYSSTATS]).1);
-    stats
-        .0
-        .extend(Variables::parse(&data(&[SYSSTATS_NTPSEC]).1).0);
     let peer = |id: u16, d: [&[u8]; 2]| {
         let (status, text) = data(&d);
         PeerReading {
@@ -71,12 +91,39 @@ fn captured_reading() -> Reading {
     Reading {
         system_status: Some(SystemStatus(sys_status)),
         system: Some(SystemVariables::from_variables(&Variables::parse(&sys))),
-        stats: SystemStats::from_variables(&stats),
+        stats: SystemStats::default(),
         peers: vec![
             peer(17769, SKEWED),
             peer(17768, HONEST_B),
             peer(17767, HONEST_A),
         ],
+        counters: None,
+        problems: vec![],
+    }
+}
+
+/// The served fixtures decoded the way [`query`] decodes answers.
+fn served_reading() -> Reading {
+    use served_lab as lab;
+    let (sys_status, sys) = data(&[lab::SYSTEM]);
+    let mut stats = Variables::parse(&data(&[lab::SYSSTATS]).1);
+    stats
+        .0
+        .extend(Variables::parse(&data(&[lab::SYSSTATS_NTPSEC]).1).0);
+    let (status, peer) = data(&lab::UPSTREAM);
+    Reading {
+        system_status: Some(SystemStatus(sys_status)),
+        system: Some(SystemVariables::from_variables(&Variables::parse(&sys))),
+        stats: SystemStats::from_variables(&stats),
+        peers: vec![PeerReading {
+            assoc_id: AssocId(17767),
+            status: PeerStatus(status),
+            variables: PeerVariables::from_variables(&Variables::parse(&peer)),
+        }],
+        counters: Some(vec![(
+            AssocId(17767),
+            PeerCounters::from_variables(&Variables::parse(&data(&[lab::UPSTREAM_COUNTERS]).1)),
+        )]),
         problems: vec![],
     }
 }
@@ -92,9 +139,9 @@ fn approx(a: Option<f64>, b: f64) {
 
 #[test]
 fn captured_ntpd_becomes_the_shared_model() {
-    let report = captured_reading().report();
+    let report = captured_reading().report(None);
     assert_eq!(report.daemon, Daemon::Ntpd);
-    assert_eq!(report.server_requests_total, Some(85));
+    assert_eq!(report.server_requests_total, None);
     let sync = report.sync.expect("sync");
     assert_eq!(sync.reference, "192.0.2.11", "assoc 17767 is the sys peer");
     assert_eq!((sync.stratum, sync.leap), (Some(9), Some(3)));
@@ -128,7 +175,7 @@ fn captured_ntpd_becomes_the_shared_model() {
 
 #[test]
 fn captured_ntpd_families_include_ntpd_facts() {
-    let fams = captured_reading().families();
+    let fams = captured_reading().families(None);
     approx(
         value(&fams, &model::PEER_OFFSET, &["ntpd", "192.0.2.13"]),
         11.500_033_407,
@@ -158,9 +205,10 @@ fn captured_ntpd_families_include_ntpd_facts() {
         Some(1.0)
     );
     assert_eq!(value(&fams, &PEER_HOST_MODE, &["192.0.2.13"]), Some(3.0));
-    assert_eq!(value(&fams, &CONTROL_REQUESTS, &[]), Some(72.0));
     assert_eq!(value(&fams, &INFO, &["ntpd ntpsec-1.2.2"]), Some(1.0));
-    assert_eq!(value(&fams, &model::SERVER_REQUESTS, &["ntpd"]), Some(85.0));
+    // No statistics in this capture: no counters.
+    assert!(find(&fams, &CONTROL_REQUESTS).is_none());
+    assert!(find(&fams, &model::SERVER_REQUESTS).is_none());
     assert_eq!(
         value(&fams, &model::SYNC_INFO, &["ntpd", "192.0.2.11"]),
         Some(1.0)
@@ -251,7 +299,7 @@ fn peers_that_are_not_remote_servers_are_labelled_by_what_they_are() {
         ],
         ..Reading::default()
     };
-    let peers = reading.report().peers;
+    let peers = reading.report(None).peers;
     let got: Vec<(&str, PeerKind, PeerState)> = peers
         .iter()
         .map(|p| (p.address.as_str(), p.kind, p.state))
@@ -385,11 +433,12 @@ async fn replayed_ntpd_gives_what_the_fixtures_say() {
     let (c, _) = collect(&ntpd).await;
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     assert_eq!(up(&c), Some(1.0));
-    let mut expected = captured_reading().families();
+    let mut expected = captured_reading().families(None);
     expected.push(model::up_family(Daemon::Ntpd, true));
     assert_eq!(c.families, expected);
-    // READSTAT, system variables, two statistics requests, three peers.
-    assert_eq!(f.requests.load(Ordering::Relaxed), 7);
+    // READSTAT, system variables, two statistics requests, three peers'
+    // variables and counters.
+    assert_eq!(f.requests.load(Ordering::Relaxed), 10);
 }
 
 #[tokio::test]
@@ -426,7 +475,7 @@ async fn mangled_delivery_is_reassembled_and_strangers_are_ignored() {
     let ntpd = Arc::new(Ntpd::new(f.address, Duration::from_secs(2), false));
     let (c, _) = collect(&ntpd).await;
     assert!(c.errors.is_empty(), "{:?}", c.errors);
-    let mut expected = captured_reading().families();
+    let mut expected = captured_reading().families(None);
     expected.push(model::up_family(Daemon::Ntpd, true));
     assert_eq!(c.families, expected);
 }
@@ -434,8 +483,8 @@ async fn mangled_delivery_is_reassembled_and_strangers_are_ignored() {
 #[tokio::test]
 async fn associations_are_pipelined_one_round_trip_for_all() {
     // 24 associations, each answer 150 ms after its request: one request at
-    // a time would take 26 × 150 ms ≈ 3.9 s; pipelined it is two round
-    // trips (the list, then every association at once).
+    // a time would take 52 × 150 ms ≈ 7.8 s; pipelined it is two round
+    // trips (the list, then every association's two requests at once).
     let ids: Vec<u16> = (1000..1024).collect();
     let list: Vec<u8> = ids
         .iter()
@@ -464,7 +513,7 @@ async fn associations_are_pipelined_one_round_trip_for_all() {
     let ntpd = Arc::new(Ntpd::new(f.address, Duration::from_secs(5), false));
     let (c, elapsed) = collect(&ntpd).await;
     assert!(c.errors.is_empty(), "{:?}", c.errors);
-    assert_eq!(f.requests.load(Ordering::Relaxed), 4 + 24);
+    assert_eq!(f.requests.load(Ordering::Relaxed), 4 + 2 * 24);
     assert!(
         elapsed < Duration::from_secs(1),
         "two round trips of 150 ms, not 26: {elapsed:?}"
@@ -601,11 +650,147 @@ async fn broken_answers_are_protocol_errors_and_vanished_peers_are_skipped() {
     let (c, _) = collect(&ntpd).await;
     let state = find(&c.families, &model::PEER_STATE).expect("states");
     assert_eq!(state.samples.len(), 8, "only 192.0.2.11 is left");
-    let [CollectError::Protocol(why)] = c.errors.as_slice() else {
+    let [
+        CollectError::Protocol(vars),
+        CollectError::Protocol(counters),
+    ] = c.errors.as_slice()
+    else {
         panic!("{:?}", c.errors)
     };
     assert_eq!(
-        why,
+        vars,
         "association 17769: ntpd answered with an error: permission denied"
     );
+    assert_eq!(
+        counters,
+        "association 17769 counters: ntpd answered with an error: permission denied"
+    );
+}
+
+#[test]
+fn captured_served_ntpd_counts_its_five_client_requests() {
+    let reading = served_reading();
+    let sample = reading.served_sample().expect("every counter answered");
+    // ss_processed_r 82 − (ss_numctlreq 73 − 1) − received 5 = 5: the
+    // five requests the lab's client sent.
+    assert_eq!(
+        sample,
+        Sample {
+            uptime: 10,
+            system: SystemCounts::Ntpsec {
+                processed: 82,
+                control_requests: 73,
+            },
+            received: [(17767, 5)].into_iter().collect(),
+        }
+    );
+    let mut state = Served::default();
+    assert_eq!(state.update(sample), (5, served::Event::First));
+    // NTPsec counts ss_thisver where ntpd classic does (after control
+    // requests leave): ntpd classic's formula finds the same five in it.
+    let classic = Reading {
+        stats: SystemStats {
+            processed_total: None,
+            ..reading.stats
+        },
+        ..reading.clone()
+    };
+    let sample = classic.served_sample().expect("classic counters");
+    assert!(matches!(sample.system, SystemCounts::Classic { .. }));
+    assert_eq!(Served::default().update(sample).0, 5);
+    let fams = reading.families(Some(5));
+    assert_eq!(value(&fams, &model::SERVER_REQUESTS, &["ntpd"]), Some(5.0));
+    assert_eq!(value(&fams, &CONTROL_REQUESTS, &[]), Some(73.0));
+    assert_eq!(
+        value(
+            &fams,
+            &model::PEER_STATE,
+            &["ntpd", "192.0.2.11", "selected"]
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn refclocks_and_missing_counters_are_not_summed() {
+    let counters = |list: &[(u16, &str, Option<u64>)]| {
+        Some(
+            list.iter()
+                .map(|&(id, a, received)| {
+                    (
+                        AssocId(id),
+                        PeerCounters {
+                            address: a.parse().ok(),
+                            received,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    };
+    let mut reading = served_reading();
+    // A refclock's samples count in its `received` without passing
+    // receive(): left out. An address ntpd wrote otherwise still counts.
+    reading.counters = counters(&[
+        (1, "192.0.2.11", Some(5)),
+        (2, "127.127.28.0", Some(1000)),
+        (3, "not-an-address", Some(2)),
+    ]);
+    let sample = reading.served_sample().expect("sample");
+    assert_eq!(
+        sample.received,
+        [(1, 5), (3, 2)]
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+    );
+    // A counter missing, or one association not answering: no sample.
+    reading.counters = counters(&[(1, "192.0.2.11", None)]);
+    assert_eq!(reading.served_sample(), None);
+    reading.counters = None;
+    assert_eq!(reading.served_sample(), None);
+    // Statistics missing: none either.
+    let mut reading = served_reading();
+    reading.stats.uptime = None;
+    assert_eq!(reading.served_sample(), None);
+}
+
+#[tokio::test]
+async fn replayed_served_ntpd_publishes_its_clients_and_keeps_the_count() {
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refusing = refuse.clone();
+    let behaviour: Behaviour = Arc::new(move |req, data, _| {
+        if refusing.load(Ordering::Relaxed) && data == PeerCounters::QUERY.as_bytes() {
+            let mut e = Header::parse(BAD_ASSOCIATION).expect("fixture");
+            e.status = 0x0100;
+            return vec![rewrite(&e.encode(), req)];
+        }
+        served_answer(req, data)
+    });
+    let f = fake(Duration::ZERO, behaviour).await;
+    let ntpd = Arc::new(Ntpd::new(f.address, Duration::from_secs(2), false));
+    let (c, _) = collect(&ntpd).await;
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    let mut expected = served_reading().families(Some(5));
+    expected.push(model::up_family(Daemon::Ntpd, true));
+    assert_eq!(c.families, expected);
+    // READSTAT, system variables, two statistics requests, the upstream
+    // server's variables and counters.
+    assert_eq!(f.requests.load(Ordering::Relaxed), 6);
+    // The same counters again: nothing new.
+    let (c, _) = collect(&ntpd).await;
+    assert_eq!(
+        value(&c.families, &model::SERVER_REQUESTS, &["ntpd"]),
+        Some(5.0)
+    );
+    // A counter refused: said, and the last count kept.
+    refuse.store(true, Ordering::Relaxed);
+    let (c, _) = collect(&ntpd).await;
+    assert_eq!(
+        value(&c.families, &model::SERVER_REQUESTS, &["ntpd"]),
+        Some(5.0)
+    );
+    let [CollectError::Protocol(why)] = c.errors.as_slice() else {
+        panic!("{:?}", c.errors)
+    };
+    assert!(why.starts_with("association 17767 counters:"), "{why}");
 }

@@ -43,3 +43,23 @@ pub const UNKNOWN_VARIABLE: &[u8] = fixture!("error-unknown-variable.0.bin");
 pub const NTPQ_READSTAT: &[u8] = fixture!("ntpq-request-readstat.bin");
 /// ntpq's request for `rv 0 ss_received`.
 pub const NTPQ_READVAR: &[u8] = fixture!("ntpq-request-readvar.bin");
+
+/// Datagrams captured from the served lab (tests/fixtures/mode6/README.md,
+/// "served"): ntpd polling one chronyd, after a client's five requests.
+pub mod served_lab {
+    /// The association list: 17767, the upstream server, sys.peer.
+    pub const READSTAT: &[u8] = fixture!("served/readstat.0.bin");
+    /// The default system variables.
+    pub const SYSTEM: &[u8] = fixture!("served/readvar-system.0.bin");
+    /// `SystemStats::QUERY`.
+    pub const SYSSTATS: &[u8] = fixture!("served/readvar-sysstats.0.bin");
+    /// `SystemStats::QUERY_NTPSEC`.
+    pub const SYSSTATS_NTPSEC: &[u8] = fixture!("served/readvar-sysstats-ntpsec.0.bin");
+    /// Association 17767's default variables: two fragments.
+    pub const UPSTREAM: [&[u8]; 2] = [
+        fixture!("served/readvar-peer-upstream.0.bin"),
+        fixture!("served/readvar-peer-upstream.1.bin"),
+    ];
+    /// Association 17767's `PeerCounters::QUERY`.
+    pub const UPSTREAM_COUNTERS: &[u8] = fixture!("served/readvar-counters-upstream.0.bin");
+}

@@ -127,28 +127,70 @@ fn captured_system_variables_convert_units() {
 
 #[test]
 fn captured_system_statistics() {
+    // The first capture asked for other variables: only ss_numctlreq is one
+    // the exporter reads.
     let classic = Variables::parse(Fragment::parse(SYSSTATS).expect("fragment").data);
     let ntpsec = Variables::parse(Fragment::parse(SYSSTATS_NTPSEC).expect("fragment").data);
+    assert_eq!(classic.get("ss_received"), Some("84"));
     assert_eq!(
         SystemStats::from_variables(&classic),
-        SystemStats {
-            received: Some(84),
-            received_total: None,
-            control_requests: None,
-        }
+        SystemStats::default()
     );
-    let mut both = classic.clone();
-    both.0.extend(ntpsec.0);
-    let stats = SystemStats::from_variables(&both);
     assert_eq!(
-        stats,
+        SystemStats::from_variables(&ntpsec),
         SystemStats {
-            received: Some(84),
-            received_total: Some(85),
             control_requests: Some(72),
+            ..SystemStats::default()
         }
     );
-    assert_eq!(stats.received_monotonic(), Some(85));
+    // The served lab's answers to the two statistics requests, merged as
+    // the collector merges them.
+    let query = |d| {
+        let f = Fragment::parse(d).expect("fragment");
+        assert_eq!(f.header.assoc_id, AssocId::SYSTEM);
+        Variables::parse(f.data)
+    };
+    let mut both = query(served_lab::SYSSTATS);
+    both.0.extend(query(served_lab::SYSSTATS_NTPSEC).0);
+    assert_eq!(
+        SystemStats::from_variables(&both),
+        SystemStats {
+            uptime: Some(10),
+            processed_total: Some(82),
+            control_requests: Some(73),
+            this_version: Some(10),
+            old_version: Some(0),
+            declined: Some(0),
+            bad_auth: Some(0),
+            limited: Some(0),
+            kod_sent: Some(0),
+        }
+    );
+    // Re-encoded, the message is the same (the padding is ntpd's stale
+    // buffer, see the README).
+    for d in [served_lab::SYSSTATS, served_lab::SYSSTATS_NTPSEC] {
+        let f = Fragment::parse(d).expect("fragment");
+        let message = HEADER_LEN + f.data.len();
+        assert_eq!(encode_datagram(&f.header, f.data)[..message], d[..message]);
+    }
+}
+
+#[test]
+fn captured_peer_counters() {
+    let f = Fragment::parse(served_lab::UPSTREAM_COUNTERS).expect("fragment");
+    assert_eq!(f.header.assoc_id, AssocId(17767));
+    assert_eq!(f.data, b"srcadr=192.0.2.11, received=5\r\n");
+    assert_eq!(
+        PeerCounters::from_variables(&Variables::parse(f.data)),
+        PeerCounters {
+            address: Some("192.0.2.11".parse().expect("ip")),
+            received: Some(5),
+        }
+    );
+    // Not in the default list: the default answer has no counter.
+    let v = Variables::parse(&reassemble(&served_lab::UPSTREAM).data);
+    assert_eq!(v.get("srcadr"), Some("192.0.2.11"));
+    assert_eq!(PeerCounters::from_variables(&v).received, None);
 }
 
 #[test]
@@ -622,6 +664,7 @@ proptest! {
         let _ = SystemVariables::from_variables(&v);
         let _ = PeerVariables::from_variables(&v);
         let _ = SystemStats::from_variables(&v);
+        let _ = PeerCounters::from_variables(&v);
     }
 
     #[test]

@@ -258,39 +258,99 @@ impl SystemVariables {
     }
 }
 
-/// The system statistics `ntpq -c sysstats` shows.
+/// The system statistics `ntpq -c sysstats` shows, as far as the exporter
+/// uses them: enough to count the client requests ntpd answered (see
+/// `collector::ntpd::served`).
+///
+/// What each counts, from `receive()` in `ntpd/ntp_proto.c`:
+/// - every packet handed to `receive()` counts in `ss_received`, first;
+/// - NTPsec: a mode-6 request that passes the restrictions and rate limits
+///   counts in `ss_numctlreq` when `process_control()` starts and in
+///   `ss_processed` after it returns; a client (mode 3) or symmetric active
+///   (mode 1) request counts in `ss_processed` once `fast_xmit()` answered it
+///   (with time, or with a RATE kiss-o'-death); a reply to ntpd's own poll
+///   counts in its association's `received` and then in `ss_processed`;
+/// - ntpd classic 4.2.8: `ss_processed` counts only replies to its own polls
+///   (`process_packet()`), control requests are not counted by any system
+///   variable, and every mode 1–5 packet that passes the early restrictions
+///   counts in `ss_thisver` or `ss_oldver` before it is matched to an
+///   association or answered.
+///
+/// NTPsec restarts the plain counters every hour (`ss_reset`); its `_r`
+/// variants count since start. ntpd classic counts since start or since a
+/// `reset` (mode 7, off by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SystemStats {
-    /// Packets received (`ss_received`). In NTPsec this counts only since
-    /// the hourly statistics reset; in ntpd classic since start or `reset`.
-    pub received: Option<u64>,
-    /// Packets received since start (`ss_received_r`, NTPsec only).
-    pub received_total: Option<u64>,
+    /// Seconds since ntpd started (`ss_uptime`): a restart makes it smaller.
+    pub uptime: Option<u64>,
+    /// Packets processed since start (`ss_processed_r`, NTPsec only).
+    pub processed_total: Option<u64>,
     /// Control (mode-6) requests received since start (`ss_numctlreq`, NTPsec only).
     pub control_requests: Option<u64>,
+    /// Packets of the current NTP version (`ss_thisver`).
+    pub this_version: Option<u64>,
+    /// Packets of an older NTP version (`ss_oldver`).
+    pub old_version: Option<u64>,
+    /// Packets declined: no association matched, or a mode ntpd does not serve (`ss_declined`).
+    pub declined: Option<u64>,
+    /// Packets that failed authentication (`ss_badauth`).
+    pub bad_auth: Option<u64>,
+    /// Packets over the rate limit of a `limited` restriction (`ss_limited`).
+    pub limited: Option<u64>,
+    /// Kiss-o'-death (RATE) answers sent to rate-limited clients (`ss_kodsent`).
+    pub kod_sent: Option<u64>,
 }
 
 impl SystemStats {
     /// The variables to ask for, understood by ntpd classic and NTPsec.
-    pub const QUERY: &'static str = "ss_received";
+    pub const QUERY: &'static str =
+        "ss_uptime,ss_thisver,ss_oldver,ss_declined,ss_badauth,ss_limited,ss_kodsent";
     /// The variables to ask for that only NTPsec has (others answer the whole
-    /// request with an "unknown variable" error).
-    pub const QUERY_NTPSEC: &'static str = "ss_received_r,ss_numctlreq";
+    /// request with an "unknown variable" error). One request, so that
+    /// `ss_processed_r` and `ss_numctlreq` are read at the same moment: the
+    /// request itself then counts in `ss_numctlreq` but not yet in
+    /// `ss_processed_r`.
+    pub const QUERY_NTPSEC: &'static str = "ss_uptime,ss_processed_r,ss_numctlreq";
 
     /// Picks the statistics out of parsed responses (either query, or both
     /// merged).
     pub fn from_variables(v: &Variables) -> SystemStats {
         SystemStats {
-            received: v.uint("ss_received"),
-            received_total: v.uint("ss_received_r"),
+            uptime: v.uint("ss_uptime"),
+            processed_total: v.uint("ss_processed_r"),
             control_requests: v.uint("ss_numctlreq"),
+            this_version: v.uint("ss_thisver"),
+            old_version: v.uint("ss_oldver"),
+            declined: v.uint("ss_declined"),
+            bad_auth: v.uint("ss_badauth"),
+            limited: v.uint("ss_limited"),
+            kod_sent: v.uint("ss_kodsent"),
         }
     }
+}
 
-    /// The best monotonic count of packets received: the lifetime total when
-    /// the daemon has one.
-    pub fn received_monotonic(&self) -> Option<u64> {
-        self.received_total.or(self.received)
+/// An association's packet counter (`ntpq -c "pstats ID"`), which is not in
+/// the default peer variables and must be asked for by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerCounters {
+    /// Source address (`srcadr`): tells a refclock (`127.127.t.u`), whose
+    /// samples count in `received` without ever passing `receive()`.
+    pub address: Option<IpAddr>,
+    /// Packets from this association's server or peer that passed
+    /// authentication (`received`): the replies to ntpd's own polls.
+    pub received: Option<u64>,
+}
+
+impl PeerCounters {
+    /// The variables to ask for (READVAR of the association, these names).
+    pub const QUERY: &'static str = "srcadr,received";
+
+    /// Picks the counters out of a parsed response.
+    pub fn from_variables(v: &Variables) -> PeerCounters {
+        PeerCounters {
+            address: v.get("srcadr").and_then(canonical_ip),
+            received: v.uint("received"),
+        }
     }
 }
 
