@@ -382,7 +382,7 @@ fn launch(
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .args(extra)
         .current_dir(dir.path());
-    let process = Process::start(name, &mut cmd, &dir.path().join(format!("{name}.log")));
+    let process = Process::spawn(cmd, dir.path().join(format!("{name}.log")), name);
     wait_for(&format!("{name} ready"), || match get(port, "/-/ready") {
         Ok((200, _)) => Ok(()),
         other => Err(format!("{other:?}")),
@@ -457,11 +457,12 @@ fn assert_rules_loaded(prometheus: u16) {
 fn prometheus_and_alertmanager_run_the_rules_dashboards_and_alerts() {
     let dir = TempDir::new("alerting-e2e");
     let exporter_port = free_port();
-    let mut exporter = Process::start(
+    let mut exporter_cmd = Command::new(env!("CARGO_BIN_EXE_clock_exporter"));
+    exporter_cmd.arg(format!("--web.listen-address=127.0.0.1:{exporter_port}"));
+    let mut exporter = Process::spawn(
+        exporter_cmd,
+        dir.path().join("exporter.log"),
         "clock_exporter",
-        Command::new(env!("CARGO_BIN_EXE_clock_exporter"))
-            .arg(format!("--web.listen-address=127.0.0.1:{exporter_port}")),
-        &dir.path().join("exporter.log"),
     );
     wait_for("clock_exporter answering", || {
         match get(exporter_port, "/metrics") {

@@ -9,8 +9,13 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+
+#[path = "../lab/mod.rs"]
+pub mod lab;
+#[allow(unused_imports)] // each test crate uses a different part of the lab
+pub use lab::{Proc as Process, TempDir, free_port};
 
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -295,40 +300,12 @@ pub fn expand_grafana(expr: &str, vars: &[(&str, &str)]) -> Result<String, Strin
     Ok(out)
 }
 
-/// The root of the unpacked lab (Prometheus, Alertmanager, promtool, amtool):
-/// `$CLOCK_LAB_ROOT` as `scripts/test` exports it, or what `scripts/lab-fetch`
-/// prints. Panics with the reason when neither gives one: a lab test never
-/// passes without its tools.
+/// The root of the unpacked lab (Prometheus, Alertmanager, promtool, amtool),
+/// found once per test process by [`lab::root`]: `$CLOCK_LAB_ROOT`, or what
+/// `scripts/lab-fetch` prints. A lab test never passes without its tools.
 pub fn lab_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        if let Some(root) = std::env::var_os("CLOCK_LAB_ROOT").filter(|r| !r.is_empty()) {
-            return PathBuf::from(root);
-        }
-        let script = repo().join("scripts/lab-fetch");
-        let out = Command::new(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "CLOCK_LAB_ROOT is unset and {} could not run: {e}",
-                    script.display()
-                )
-            });
-        assert!(
-            out.status.success(),
-            "CLOCK_LAB_ROOT is unset and scripts/lab-fetch failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let root = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        assert!(
-            !root.is_empty(),
-            "scripts/lab-fetch printed no lab root; stderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(root)
-    })
+    ROOT.get_or_init(lab::root)
 }
 
 /// A tool of the unpacked lab, `usr/bin/<name>`; panics when it is missing.
@@ -355,98 +332,4 @@ pub fn run(cmd: &mut Command) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-/// A folder under the system temp dir, removed on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Creates `<tmp>/clock_exporter-<tag>-<pid>-<n>`.
-    pub fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "clock_exporter-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap_or_else(|e| panic!("creating {}: {e}", p.display()));
-        TempDir(p)
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process that is killed and reaped when dropped, so a failing
-/// test leaves nothing running. Its output goes to `<log>`; the tail is
-/// printed when the test panics.
-#[derive(Debug)]
-pub struct Process {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    /// Starts `cmd` with stdout and stderr to `log`.
-    pub fn start(name: &str, cmd: &mut Command, log: &Path) -> Process {
-        let file = fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let err = file.try_clone().expect("clone log handle");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name} ({cmd:?}): {e}"));
-        Process {
-            name: name.to_owned(),
-            child,
-            log: log.to_owned(),
-        }
-    }
-
-    /// Panics, with the log, if the process has exited.
-    pub fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "{} exited early ({status}); its log:\n{}",
-                self.name,
-                fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            eprintln!("--- last lines of {} ---", self.name);
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
-        }
-    }
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
