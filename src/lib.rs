@@ -55,7 +55,12 @@ pub fn catalogue() -> Vec<(&'static metrics::Desc, Vec<&'static str>)> {
     let mut out: Vec<(&'static metrics::Desc, Vec<&'static str>)> = Vec::new();
     let sources = collector::REGISTRY
         .iter()
-        .flat_map(|reg| reg.metrics.iter().map(move |d| (*d, reg.name)))
+        .flat_map(|reg| {
+            reg.metrics
+                .iter()
+                .flat_map(|m| m.iter())
+                .map(move |d| (*d, reg.name))
+        })
         .chain(scrape::METRICS.iter().map(|d| (*d, "exporter")));
     for (d, source) in sources {
         match out.iter_mut().find(|(o, _)| std::ptr::eq(*o, d)) {

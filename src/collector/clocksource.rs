@@ -21,7 +21,7 @@ pub const REGISTRATION: Registration = Registration {
     name: "clocksource",
     help: "clocksource, kernel clock parameters, hypervisor, TSC and ptp_kvm",
     default_enabled: true,
-    metrics: METRICS,
+    metrics: &[METRICS],
     args,
     build,
 };

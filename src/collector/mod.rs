@@ -124,8 +124,9 @@ pub struct Registration {
     pub help: &'static str,
     /// Whether it runs without `--collector.<name>`.
     pub default_enabled: bool,
-    /// Every family it may emit.
-    pub metrics: &'static [&'static Desc],
+    /// Every family it may emit, in groups (a daemon collector lists the
+    /// shared `model::METRICS` and its own).
+    pub metrics: &'static [&'static [&'static Desc]],
     /// Its options.
     pub args: ArgsFn,
     /// Its constructor.

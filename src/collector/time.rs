@@ -18,7 +18,7 @@ pub const REGISTRATION: Registration = Registration {
     name: "time",
     help: "wall clock at scrape time and the host's own IP addresses",
     default_enabled: true,
-    metrics: METRICS,
+    metrics: &[METRICS],
     args: super::no_args,
     build,
 };

@@ -17,7 +17,7 @@ pub const REGISTRATION: Registration = Registration {
     name: "timex",
     help: "kernel clock discipline (adjtimex)",
     default_enabled: true,
-    metrics: METRICS,
+    metrics: &[METRICS],
     args: super::no_args,
     build,
 };

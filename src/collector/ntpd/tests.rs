@@ -216,7 +216,11 @@ fn captured_ntpd_families_include_ntpd_facts() {
     // Every family is one this collector declares.
     for f in &fams {
         assert!(
-            METRICS.iter().any(|d| std::ptr::eq(*d, f.desc)),
+            REGISTRATION
+                .metrics
+                .iter()
+                .flat_map(|group| group.iter())
+                .any(|d| std::ptr::eq(*d, f.desc)),
             "{}",
             f.desc.name
         );
