@@ -219,6 +219,22 @@ impl Server {
         Ok(Server { child, addr })
     }
 
+    /// CPU time the server has used, user and system, in seconds, from
+    /// `/proc/PID/stat` (which counts threads that have exited too).
+    fn cpu_seconds(&self) -> Result<f64, String> {
+        let path = format!("/proc/{}/stat", self.child.id());
+        let stat = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        // Fields after the command name, which is in parentheses and may hold
+        // spaces: state is field 3, utime and stime are fields 14 and 15.
+        let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+        let field = |n: usize| -> Option<f64> { after.split_whitespace().nth(n - 3)?.parse().ok() };
+        let ticks = field(14)
+            .zip(field(15))
+            .map(|(u, s)| u + s)
+            .ok_or_else(|| format!("{path}: no utime/stime"))?;
+        Ok(ticks / clock_ticks_per_second())
+    }
+
     /// Peak resident set size in KiB, from `/proc/PID/status`.
     fn peak_rss_kib(&self) -> Result<u64, String> {
         let path = format!("/proc/{}/status", self.child.id());
@@ -236,6 +252,14 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// USER_HZ, the unit of `/proc/PID/stat` times.
+fn clock_ticks_per_second() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |t| t as f64)
 }
 
 /// A loopback port nobody listens on now.
@@ -411,6 +435,8 @@ async fn wait_ready(server: &mut Server, accept: &'static str) -> Result<Scrape,
 struct Run {
     load: Load,
     peak_rss_kib: u64,
+    /// CPU time the server used during the measured load, in seconds.
+    cpu_seconds: f64,
 }
 
 async fn measure(
@@ -429,10 +455,16 @@ async fn measure(
     }
     let pool = Pool::default();
     let _ = load(server.addr, pass.accept, args.rate, args.warmup, &pool).await;
+    let cpu_before = server.cpu_seconds()?;
     let load = load(server.addr, pass.accept, args.rate, args.seconds, &pool).await;
+    let cpu_seconds = server.cpu_seconds()? - cpu_before;
     let peak_rss_kib = server.peak_rss_kib()?;
     drop(server);
-    Ok(Run { load, peak_rss_kib })
+    Ok(Run {
+        load,
+        peak_rss_kib,
+        cpu_seconds,
+    })
 }
 
 /// Nearest-rank quantile of sorted durations, in microseconds.
@@ -452,6 +484,7 @@ struct Summary {
     max_us: f64,
     round_medians_us: Vec<f64>,
     peak_rss_kib: u64,
+    cpu_us_per_scrape: f64,
     body_len: usize,
     format: &'static str,
     scrapes: usize,
@@ -480,6 +513,11 @@ fn summarize(runs: &[Run]) -> Summary {
         max_us: all.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e6),
         round_medians_us,
         peak_rss_kib: runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0),
+        cpu_us_per_scrape: runs.iter().map(|r| r.cpu_seconds).sum::<f64>() * 1e6
+            / runs
+                .iter()
+                .map(|r| r.load.latencies.len() + r.load.errors.len())
+                .sum::<usize>() as f64,
         body_len: runs.last().map_or(0, |r| r.load.body_len),
         format: if content_type.starts_with("application/openmetrics-text") {
             "OpenMetrics 1.0.0"
@@ -494,14 +532,25 @@ fn summarize(runs: &[Run]) -> Summary {
     }
 }
 
+/// The ratios of `a`'s figures to `b`'s.
+fn compare(a: &Summary, b: &Summary) -> String {
+    format!(
+        "median {:.2}×, p99 {:.2}×, CPU {:.2}×, RSS {:.2}×",
+        a.median_us / b.median_us,
+        a.p99_us / b.p99_us,
+        a.cpu_us_per_scrape / b.cpu_us_per_scrape,
+        a.peak_rss_kib as f64 / b.peak_rss_kib as f64
+    )
+}
+
 fn report(pass: Pass, summaries: &[(Target, Summary)]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "\n### {} (`{}`)\n", pass.name, pass.accept);
     let _ = writeln!(
         s,
-        "| server | format | body (bytes) | median (µs) | p99 (µs) | max (µs) | peak RSS (KiB) | round medians (µs) | scrapes | errors | new connections |"
+        "| server | format | body (bytes) | median (µs) | p99 (µs) | max (µs) | CPU (µs/scrape) | peak RSS (KiB) | round medians (µs) | scrapes | errors | new connections |"
     );
-    let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|---|--:|--:|--:|");
+    let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|");
     for (t, m) in summaries {
         let rounds: Vec<String> = m
             .round_medians_us
@@ -510,13 +559,14 @@ fn report(pass: Pass, summaries: &[(Target, Summary)]) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
             t.name(),
             m.format,
             m.body_len,
             m.median_us,
             m.p99_us,
             m.max_us,
+            m.cpu_us_per_scrape,
             m.peak_rss_kib,
             rounds.join(", "),
             m.scrapes,
@@ -532,32 +582,24 @@ fn report(pass: Pass, summaries: &[(Target, Summary)]) -> String {
     ) else {
         return s;
     };
-    let ratio = |a: f64, b: f64| a / b;
-    let vs_floor = ratio(ours.median_us, floor.median_us);
-    let vs_node = ratio(ours.median_us, node.median_us);
-    let rss_vs_node = ratio(ours.peak_rss_kib as f64, node.peak_rss_kib as f64);
+    let vs_floor = ours.median_us / floor.median_us;
+    let vs_node = ours.median_us / node.median_us;
+    let rss_vs_node = ours.peak_rss_kib as f64 / node.peak_rss_kib as f64;
     let _ = writeln!(s);
+    let _ = writeln!(s, "ours/floor: {}", compare(ours, floor));
     let _ = writeln!(
         s,
-        "ours/floor: median {vs_floor:.2}×, p99 {:.2}×, RSS {:.2}×",
-        ratio(ours.p99_us, floor.p99_us),
-        ratio(ours.peak_rss_kib as f64, floor.peak_rss_kib as f64)
-    );
-    let _ = writeln!(
-        s,
-        "ours/node_exporter: median {vs_node:.2}×, p99 {:.2}×, RSS {rss_vs_node:.2}×, body {:.2}×",
-        ratio(ours.p99_us, node.p99_us),
-        ratio(ours.body_len as f64, node.body_len as f64)
+        "ours/node_exporter: {}, body {:.2}×",
+        compare(ours, node),
+        ours.body_len as f64 / node.body_len as f64
     );
     for (t, m) in summaries {
         if let Target::Also(label, _) = t {
             let _ = writeln!(
                 s,
-                "clock_exporter/{label}: median {:.2}×, p99 {:.2}×, RSS {:.2}×; {label}/floor: median {:.2}×",
-                ratio(ours.median_us, m.median_us),
-                ratio(ours.p99_us, m.p99_us),
-                ratio(ours.peak_rss_kib as f64, m.peak_rss_kib as f64),
-                ratio(m.median_us, floor.median_us),
+                "clock_exporter/{label}: {}; {label}/floor: median {:.2}×",
+                compare(ours, m),
+                m.median_us / floor.median_us,
             );
         }
     }
@@ -623,7 +665,9 @@ async fn run(args: Args) -> Result<(), String> {
         args.seconds,
         args.rounds,
         args.server_cpu
-            .map_or(String::new(), |c| format!(", pinned to CPU {c}"))
+            .map_or(", not pinned".to_owned(), |c| format!(
+                ", pinned to CPU {c}"
+            ))
     );
     for pass in PASSES {
         let floor_body = args.work_dir.join(format!("floor-body-{}", pass.file));
