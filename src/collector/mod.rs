@@ -87,7 +87,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// One source of metrics, run on every scrape.
 pub trait Collector: Send + Sync + 'static {
     /// Gathers this scrape's families. Runs under the scrape's timeout; a
-    /// collector whose work blocks wraps it in [`blocking`].
+    /// collector whose work blocks wraps it in [`blocking`], one whose work
+    /// cannot block in [`nonblocking`].
     fn collect(self: Arc<Self>) -> BoxFuture<Collected>;
 }
 
@@ -108,6 +109,17 @@ where
             Collected::error(CollectError::Io(format!("collector task failed: {e}")))
         })
     })
+}
+
+/// Runs synchronous collection work that cannot block (a system call that
+/// never sleeps, the vDSO clock) in the scrape's own task. A timeout has
+/// nothing to abandon there, and the hand-off to the blocking pool and back
+/// would cost several times the work itself (docs/performance.md).
+pub fn nonblocking<F>(f: F) -> BoxFuture<Collected>
+where
+    F: FnOnce() -> Collected + Send + 'static,
+{
+    Box::pin(async move { f() })
 }
 
 /// Extra flags a collector declares (`--collector.<name>.<option>`).

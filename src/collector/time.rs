@@ -5,13 +5,13 @@
 //! daemon runs; `clock_host_address_info` lets rules join what clients say
 //! about a peer address with what that host says about itself.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::time::{ClockId, clock_gettime};
 
 use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration, blocking};
 use crate::metrics::{Desc, Family, Kind};
-use crate::sys::net::{self, HostAddress};
+use crate::sys::net::{self, AddressWatch, HostAddress};
 
 /// The collector's table entry.
 pub const REGISTRATION: Registration = Registration {
@@ -52,17 +52,89 @@ pub fn address_family(addrs: &[HostAddress]) -> Family {
     f
 }
 
+/// The address family of the last listing, kept until the kernel reports a
+/// change of a link or an address.
+#[derive(Debug, Default)]
+struct AddressCache {
+    /// Counts the changes seen, so that a listing made while another change
+    /// came in is not kept.
+    generation: u64,
+    family: Option<Family>,
+}
+
+impl AddressCache {
+    /// The kept family, or, when there is none or `changed` says it is out of
+    /// date, the generation a new listing is made for.
+    fn lookup(&mut self, changed: bool) -> Result<Family, u64> {
+        if changed {
+            self.generation += 1;
+            self.family = None;
+        }
+        self.family.clone().ok_or(self.generation)
+    }
+
+    /// Keeps a listing made for `generation`, unless a change came since.
+    fn store(&mut self, generation: u64, family: &Family) {
+        if generation == self.generation {
+            self.family = Some(family.clone());
+        }
+    }
+}
+
 #[derive(Debug)]
-struct Time;
+struct Time {
+    /// Notices of address changes; `None` where the kernel refused the
+    /// subscription, and then every scrape lists the addresses.
+    watch: Option<AddressWatch>,
+    addresses: Mutex<AddressCache>,
+}
+
+impl Time {
+    fn new() -> Time {
+        let watch = AddressWatch::new()
+            .inspect_err(|e| {
+                tracing::debug!(error = %e, "no netlink notices of address changes; listing addresses on every scrape");
+            })
+            .ok();
+        Time {
+            watch,
+            addresses: Mutex::new(AddressCache::default()),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, AddressCache> {
+        self.addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lists the addresses, and keeps the listing for `generation`.
+    fn list_addresses(&self, generation: Option<u64>) -> Collected {
+        match net::host_addresses() {
+            Ok(addrs) => {
+                let family = address_family(&addrs);
+                if let Some(g) = generation {
+                    self.cache().store(g, &family);
+                }
+                Collected {
+                    families: vec![family],
+                    errors: Vec::new(),
+                }
+            }
+            Err(e) => Collected::error(CollectError::Io(format!("getifaddrs: {e}"))),
+        }
+    }
+}
 
 fn build(_: &clap::ArgMatches, _: &Context) -> Result<Arc<dyn Collector>, String> {
-    Ok(Arc::new(Time))
+    Ok(Arc::new(Time::new()))
 }
 
 impl Collector for Time {
     fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
-        blocking(|| {
+        Box::pin(async move {
             let mut out = Collected::default();
+            // The vDSO reads the clock without entering the kernel.
             match clock_gettime(ClockId::CLOCK_REALTIME) {
                 Ok(ts) => out
                     .families
@@ -71,11 +143,21 @@ impl Collector for Time {
                     .errors
                     .push(CollectError::Io(format!("clock_gettime: {e}"))),
             }
-            match net::host_addresses() {
-                Ok(addrs) => out.families.push(address_family(&addrs)),
-                Err(e) => out
-                    .errors
-                    .push(CollectError::Io(format!("getifaddrs: {e}"))),
+            let kept = self
+                .watch
+                .as_ref()
+                .map(|w| self.cache().lookup(w.changed()));
+            match kept {
+                Some(Ok(family)) => out.families.push(family),
+                stale => {
+                    // getifaddrs(3) may wait for the kernel's rtnl lock, which
+                    // a slow driver can hold for seconds: on the blocking pool,
+                    // so that the timeout can abandon it.
+                    let generation = stale.and_then(Result::err);
+                    let listed = blocking(move || self.list_addresses(generation)).await;
+                    out.families.extend(listed.families);
+                    out.errors.extend(listed.errors);
+                }
             }
             out
         })
@@ -109,9 +191,31 @@ mod tests {
         assert_eq!(got, vec!["2001:db8::1", "192.0.2.10"]);
     }
 
+    #[test]
+    fn a_listing_is_kept_until_a_change_and_one_raced_by_a_change_is_not() {
+        let f = address_family(&[HostAddress {
+            interface: "lo".into(),
+            address: "127.0.0.1".parse().expect("v4"),
+        }]);
+        let mut c = AddressCache::default();
+        let first = c.lookup(false).expect_err("nothing kept at first");
+        c.store(first, &f);
+        assert_eq!(c.lookup(false), Ok(f.clone()));
+        let after_change = c.lookup(true).expect_err("a change drops the listing");
+        // Another change comes in while that listing runs: the listing may
+        // predate it, so it is not kept.
+        let after_second = c.lookup(true).expect_err("changed again");
+        c.store(after_change, &f);
+        assert_eq!(c.lookup(false), Err(after_second));
+        c.store(after_second, &f);
+        assert_eq!(c.lookup(false), Ok(f));
+    }
+
     #[tokio::test]
     async fn live_collection_has_time_and_loopback() {
-        let out = Arc::new(Time).collect().await;
+        let time = Arc::new(Time::new());
+        assert!(time.watch.is_some(), "netlink notices are open to anyone");
+        let out = time.clone().collect().await;
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
-use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration, blocking};
+use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration, nonblocking};
 use crate::metrics::{Desc, Family, Kind};
 use crate::sys::adjtimex::{self, RawTimex};
 
@@ -427,7 +427,10 @@ impl Timex {
 
 impl Collector for Timex {
     fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
-        blocking(move || self.outcome(adjtimex::read()))
+        // adjtimex(2) with modes = 0 only copies the kernel's NTP state under
+        // the timekeeping spinlock (kernel/time/timekeeping.c, do_adjtimex):
+        // it never sleeps, so it needs no blocking thread.
+        nonblocking(move || self.outcome(adjtimex::read()))
     }
 }
 

@@ -1,6 +1,12 @@
-//! The host's own IP addresses.
+//! The host's own IP addresses, and notice of when they change.
 
 use std::net::IpAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    self, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+};
 
 /// One address of one interface.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,4 +38,61 @@ pub fn host_addresses() -> Result<Vec<HostAddress>, nix::Error> {
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// A subscription to the kernel's notices of link and address changes, so
+/// that the addresses need listing again only after one.
+///
+/// getifaddrs(3) dumps every link with its statistics and every address over
+/// netlink: tens of microseconds, the largest part of a scrape. The kernel
+/// sends a notice to the rtnetlink groups `RTMGRP_LINK`, `RTMGRP_IPV4_IFADDR`
+/// and `RTMGRP_IPV6_IFADDR` after every change of a link or an address
+/// (rtnetlink(7)), as `ip monitor` shows; any process may listen to them.
+#[derive(Debug)]
+pub struct AddressWatch {
+    socket: OwnedFd,
+}
+
+/// Notices read in one call at most; more left in the queue are read by the
+/// next call, which then also says "changed".
+const MAX_NOTICES_PER_CALL: usize = 1024;
+
+impl AddressWatch {
+    /// Subscribes, in the caller's network namespace. Subscribe before the
+    /// first listing, so that no change is missed between the two.
+    pub fn new() -> Result<AddressWatch, nix::Error> {
+        let socket = socket::socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkRoute,
+        )?;
+        let groups = libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR;
+        socket::bind(socket.as_raw_fd(), &NetlinkAddr::new(0, groups as u32))?;
+        Ok(AddressWatch { socket })
+    }
+
+    /// Whether a link or an address may have changed since the last call (or
+    /// since the subscription). Every pending notice is read and dropped
+    /// unparsed: any notice means "list again". A full queue (`ENOBUFS`: the
+    /// kernel dropped notices) and any other error also say "changed", so a
+    /// fault can cost a needless listing, never a stale one.
+    pub fn changed(&self) -> bool {
+        // A datagram larger than the buffer is still consumed whole.
+        let mut buf = [0u8; 64];
+        let mut changed = false;
+        for _ in 0..MAX_NOTICES_PER_CALL {
+            match socket::recv(
+                self.socket.as_raw_fd(),
+                &mut buf,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(_) => changed = true,
+                Err(Errno::EAGAIN) => return changed,
+                Err(Errno::EINTR) => {}
+                Err(_) => return true,
+            }
+        }
+        true
+    }
 }

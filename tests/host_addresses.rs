@@ -1,0 +1,61 @@
+//! The host's addresses follow changes: the `time` collector keeps its
+//! listing between scrapes and lists again after the kernel's notice of a
+//! link or address change (`sys::net::AddressWatch`). Proved in a network
+//! namespace of the test's own, where it adds and removes a documentation
+//! address without touching this machine's network.
+
+mod lab;
+
+use clock_exporter::sys::net::AddressWatch;
+use lab::{Exporter, Netns, only_collectors};
+
+const ADDED: &str = "192.0.2.77";
+
+fn ip(ns: &Netns, args: &[&str]) {
+    let out = ns.run("ip", args);
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn watch_reports_an_address_change_once() {
+    lab::require_root();
+    let ns = Netns::new();
+    let watch = ns.enter(AddressWatch::new).expect("subscribe");
+    let _ = watch.changed();
+    assert!(!watch.changed(), "nothing changes in an idle namespace");
+    ip(&ns, &["addr", "add", &format!("{ADDED}/32"), "dev", "lo"]);
+    assert!(watch.changed(), "adding an address is noticed");
+    assert!(!watch.changed(), "one call reads every pending notice");
+    ip(&ns, &["addr", "del", &format!("{ADDED}/32"), "dev", "lo"]);
+    assert!(watch.changed(), "removing an address is noticed");
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn scrapes_show_an_added_address_and_forget_a_removed_one() {
+    lab::require_root();
+    let ns = Netns::new();
+    let flags = only_collectors(&["time"]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let exporter = Exporter::start(&ns, &flags);
+    let listed = |body: &str| body.contains(&format!("address=\"{ADDED}\""));
+    // The second scrape is served from the kept listing.
+    for _ in 0..2 {
+        let body = exporter.scrape(&ns);
+        assert!(body.contains("address=\"127.0.0.1\""), "{body}");
+        assert!(!listed(&body), "{body}");
+    }
+    ip(&ns, &["addr", "add", &format!("{ADDED}/32"), "dev", "lo"]);
+    let body = exporter.scrape(&ns);
+    assert!(listed(&body), "{body}");
+    ip(&ns, &["addr", "del", &format!("{ADDED}/32"), "dev", "lo"]);
+    let body = exporter.scrape(&ns);
+    assert!(!listed(&body), "{body}");
+    assert!(body.contains("address=\"127.0.0.1\""), "{body}");
+}
