@@ -2,13 +2,12 @@
 //! timeout, into one list of families, plus the exporter's own series.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
+use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use crate::collector::{CollectError, Collected, Collector, Context, REGISTRY};
@@ -124,22 +123,30 @@ impl Scraper {
     /// Runs every collector concurrently, each under the timeout, and returns
     /// the merged families followed by the exporter's own.
     pub async fn scrape(&self) -> Vec<Family> {
-        let runs = self
-            .entries
-            .iter()
-            .map(|e| {
-                let fut = e.collector.clone().collect();
-                let timeout = self.timeout;
-                Box::pin(async move {
-                    let start = Instant::now();
-                    let result = tokio::time::timeout(timeout, fut)
-                        .await
-                        .unwrap_or_else(|_| Collected::error(CollectError::Timeout));
-                    (result, start.elapsed())
-                }) as Pin<Box<dyn Future<Output = _> + Send>>
+        // The futures are polled together in this task, not spawned one task
+        // each: spawning wakes the runtime's other worker to steal the task,
+        // and that hand-off costs more than most collectors' own work
+        // (docs/performance.md). Collectors whose work blocks already run it
+        // on the blocking pool ([`crate::collector::blocking`]). A future that
+        // panics is caught on its own and never polled again, so the others
+        // go on as they would in tasks of their own.
+        let runs = self.entries.iter().map(|e| {
+            let fut = e.collector.clone().collect();
+            let timeout = self.timeout;
+            AssertUnwindSafe(async move {
+                let start = Instant::now();
+                let result = tokio::time::timeout(timeout, fut)
+                    .await
+                    .unwrap_or_else(|_| Collected::error(CollectError::Timeout));
+                (result, start.elapsed())
             })
+            .catch_unwind()
+        });
+        let results: Vec<Result<(Collected, Duration), String>> = join_all(runs)
+            .await
+            .into_iter()
+            .map(|r| r.map_err(|payload| panic_message(payload.as_ref())))
             .collect();
-        let results = join_catching_panics(runs).await;
 
         let mut families = Vec::new();
         let mut success = SUCCESS.family();
@@ -205,46 +212,6 @@ impl Scraper {
             },
         );
     }
-}
-
-/// Polls the futures together in the calling task until all are done, and
-/// returns their outputs in order; a future that panics gives its panic
-/// message and the others go on, as they would in tasks of their own.
-///
-/// Why not a task per collector: spawning wakes the runtime's other worker to
-/// steal the task, and that thread hand-off costs more than most collectors'
-/// own work (docs/performance.md). Concurrency is what a collector needs, for
-/// its timeout and for waiting on sockets; a collector whose work blocks
-/// already runs it on the blocking pool ([`crate::collector::blocking`]).
-async fn join_catching_panics<T>(
-    mut futures: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>,
-) -> Vec<Result<T, String>> {
-    let mut outputs: Vec<Option<Result<T, String>>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (fut, out) in futures.iter_mut().zip(&mut outputs) {
-            if out.is_some() {
-                continue;
-            }
-            // A future that panicked is never polled again, so whatever state
-            // the panic left it in is not observed: unwind safety holds.
-            match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-                Ok(Poll::Ready(v)) => *out = Some(Ok(v)),
-                Ok(Poll::Pending) => pending = true,
-                Err(payload) => *out = Some(Err(panic_message(payload.as_ref()))),
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| Err("never finished".to_owned())))
-        .collect()
 }
 
 /// The message of a panic, when it has one (`panic!` with a literal or a format).
