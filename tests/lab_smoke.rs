@@ -36,9 +36,19 @@ fn chronyc_offset(sources: &str, addr: &str) -> Option<f64> {
     Some(num.parse::<f64>().ok()? * scale)
 }
 
-#[test]
-#[ignore = "needs root and the lab: run scripts/test"]
-fn skewed_server_is_seen_by_chronyd_with_its_offset() {
+/// A client host linked to an honest chronyd server (A) and to the skewed
+/// responder (B, 11.5 s ahead). Fields drop in order: servers before the
+/// namespaces they run in.
+struct Hosts {
+    root: std::path::PathBuf,
+    _server_a: lab::Chronyd,
+    skewed: SkewedServer,
+    client: Netns,
+    _a: Netns,
+    _b: Netns,
+}
+
+fn hosts() -> Hosts {
     lab::require_root();
     let root = lab::root();
     let client = Netns::new();
@@ -46,18 +56,32 @@ fn skewed_server_is_seen_by_chronyd_with_its_offset() {
     let b = Netns::new();
     link(&client, CLIENT, &a, SERVER_A);
     link(&client, CLIENT, &b, SERVER_B);
-    let _server_a = chrony_server(&root, &a, "server-a");
-    let skewed = SkewedServer::start(&b, SERVER_B, 11.5, 0.0);
+    Hosts {
+        _server_a: chrony_server(&root, &a, "server-a"),
+        skewed: SkewedServer::start(&b, SERVER_B, 11.5, 0.0),
+        root,
+        client,
+        _a: a,
+        _b: b,
+    }
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn skewed_server_is_seen_by_chronyd_with_its_offset() {
+    // Bound whole: destructuring with `..` would drop the servers at once.
+    let hosts = hosts();
+    let (root, client, skewed) = (&hosts.root, &hosts.client, &hosts.skewed);
     let chronyd = Chronyd::start(
-        &root,
-        &client,
+        root,
+        client,
         "client",
         &format!(
             "server {SERVER_A} iburst minpoll -2 maxpoll 0\nserver {SERVER_B} iburst minpoll -2 maxpoll 0\n"
         ),
     );
     let sources = wait_for("both sources measured", Duration::from_secs(30), || {
-        let s = chronyd.chronyc(&root, &client, &["-n", "sources"]);
+        let s = chronyd.chronyc(root, client, &["-n", "sources"]);
         (chronyc_offset(&s, &SERVER_A.to_string()).is_some()
             && chronyc_offset(&s, &SERVER_B.to_string()).is_some())
         .then_some(s)
@@ -79,18 +103,11 @@ fn skewed_server_is_seen_by_chronyd_with_its_offset() {
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn ntpd_answers_ntpq_and_sees_the_skewed_server() {
-    lab::require_root();
-    let root = lab::root();
-    let client = Netns::new();
-    let a = Netns::new();
-    let b = Netns::new();
-    link(&client, CLIENT, &a, SERVER_A);
-    link(&client, CLIENT, &b, SERVER_B);
-    let _server_a = chrony_server(&root, &a, "server-a");
-    let _skewed = SkewedServer::start(&b, SERVER_B, 11.5, 0.0);
+    let hosts = hosts();
+    let (root, client) = (&hosts.root, &hosts.client);
     let _ntpd = lab::Ntpd::start(
-        &root,
-        &client,
+        root,
+        client,
         "ntpd",
         &format!(
             "server {SERVER_A} iburst minpoll 3 maxpoll 4\nserver {SERVER_B} iburst minpoll 3 maxpoll 4\n"
@@ -100,7 +117,7 @@ fn ntpd_answers_ntpq_and_sees_the_skewed_server() {
         "ntpq to show both peers reached",
         Duration::from_secs(40),
         || {
-            let p = lab::Ntpd::ntpq(&root, &client, &["-n", "-p"]);
+            let p = lab::Ntpd::ntpq(root, client, &["-n", "-p"]);
             let reached = |addr: Ipv4Addr| {
                 p.lines()
                     .find(|l| l.contains(&addr.to_string()))
