@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use procfs_core::{CpuInfo, FromBufRead, FromRead, KernelCmdline};
 
-use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration, blocking};
+use super::{
+    BoxFuture, CollectError, Collected, Collector, Context, Registration, blocking, nonblocking,
+};
 use crate::cli::bool_flag;
 use crate::metrics::{Desc, Family, Kind};
 use crate::sys::cpuid::{self, CpuidHypervisor};
@@ -541,6 +543,20 @@ fn read_ptp(roots: &Roots) -> Result<Vec<Family>, fs::FileError> {
 struct Clocksource {
     roots: Roots,
     facts: StaticFacts,
+    /// Whether `--path.sysfs` is a real sysfs (statfs magic `SYSFS_MAGIC`).
+    /// Its clocksource and PTP attributes are generated in the kernel under a
+    /// mutex held for microseconds and never wait on a disk or a network, so
+    /// they are read in the scrape's own task: the hand-off to the blocking
+    /// pool and back cost a third of a scrape's CPU (docs/performance.md).
+    /// Any other root (a copy, a network or FUSE mount that may stall) is
+    /// read on the blocking pool, where the scrape timeout can abandon it.
+    real_sysfs: bool,
+}
+
+/// Whether `path` is on a sysfs mount.
+fn is_sysfs(path: &std::path::Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::SYSFS_MAGIC)
 }
 
 fn build(m: &clap::ArgMatches, ctx: &Context) -> Result<Arc<dyn Collector>, String> {
@@ -550,38 +566,47 @@ fn build(m: &clap::ArgMatches, ctx: &Context) -> Result<Arc<dyn Collector>, Stri
         tracing::warn!(collector = "clocksource", problem = %p, "could not read a host fact at start");
     }
     Ok(Arc::new(Clocksource {
+        real_sysfs: is_sysfs(&ctx.roots.sysfs),
         roots: ctx.roots.clone(),
         facts,
     }))
 }
 
+impl Clocksource {
+    fn read(&self) -> Collected {
+        let mut out = Collected::default();
+        match read_clocksources(&self.roots) {
+            Ok(devices) if devices.is_empty() => out.errors.push(CollectError::Io(format!(
+                "{}: no clocksource devices",
+                self.roots.sys(CLOCKSOURCE_DIR).display()
+            ))),
+            Ok(devices) => out.families.extend(clocksource_families(&devices)),
+            Err(e) => out.errors.push(e.into()),
+        }
+        out.families.extend(self.facts.kernel.clone());
+        out.families.push(self.facts.virtualization.clone());
+        out.families.extend(self.facts.cpu.iter().cloned());
+        match read_ptp(&self.roots) {
+            Ok(f) => out.families.extend(f),
+            Err(e) => out.errors.push(e.into()),
+        }
+        out.errors.extend(
+            self.facts
+                .problems
+                .iter()
+                .map(|p| CollectError::Io(p.clone())),
+        );
+        out
+    }
+}
+
 impl Collector for Clocksource {
     fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
-        blocking(move || {
-            let mut out = Collected::default();
-            match read_clocksources(&self.roots) {
-                Ok(devices) if devices.is_empty() => out.errors.push(CollectError::Io(format!(
-                    "{}: no clocksource devices",
-                    self.roots.sys(CLOCKSOURCE_DIR).display()
-                ))),
-                Ok(devices) => out.families.extend(clocksource_families(&devices)),
-                Err(e) => out.errors.push(e.into()),
-            }
-            out.families.extend(self.facts.kernel.clone());
-            out.families.push(self.facts.virtualization.clone());
-            out.families.extend(self.facts.cpu.iter().cloned());
-            match read_ptp(&self.roots) {
-                Ok(f) => out.families.extend(f),
-                Err(e) => out.errors.push(e.into()),
-            }
-            out.errors.extend(
-                self.facts
-                    .problems
-                    .iter()
-                    .map(|p| CollectError::Io(p.clone())),
-            );
-            out
-        })
+        if self.real_sysfs {
+            nonblocking(move || self.read())
+        } else {
+            blocking(move || self.read())
+        }
     }
 }
 
@@ -621,6 +646,13 @@ mod tests {
         // Look-alikes are not the parameters.
         let p = boot_params(&words("no-kvmclock=1 xno-kvmclock no-kvmclockx"));
         assert_eq!(p, BootParams::default());
+    }
+
+    #[test]
+    fn only_a_real_sysfs_is_read_in_the_scrape_task() {
+        assert!(is_sysfs(std::path::Path::new("/sys")));
+        assert!(!is_sysfs(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))));
+        assert!(!is_sysfs(std::path::Path::new("/nonexistent")));
     }
 
     #[test]
