@@ -454,15 +454,26 @@ pub struct ClocksourceDevice {
 
 const CLOCKSOURCE_DIR: &str = "devices/system/clocksource";
 
+/// Lists the clocksource devices and reads each one's attributes with `read`.
 fn read_clocksources(roots: &Roots) -> Result<Vec<ClocksourceDevice>, fs::FileError> {
+    let devices = fs::list_dir(&roots.sys(CLOCKSOURCE_DIR), "clocksource")?;
+    read_devices(roots, &devices, &mut |p| fs::read_attr(p))
+}
+
+/// Reads the attributes of the given clocksource devices with `read`.
+fn read_devices(
+    roots: &Roots,
+    devices: &[String],
+    read: &mut dyn FnMut(&std::path::Path) -> Result<String, fs::FileError>,
+) -> Result<Vec<ClocksourceDevice>, fs::FileError> {
     let dir = roots.sys(CLOCKSOURCE_DIR);
     let mut out = Vec::new();
-    for device in fs::list_dir(&dir, "clocksource")? {
-        let base = dir.join(&device);
+    for device in devices {
+        let base = dir.join(device);
         let current_path = base.join("current_clocksource");
-        let current = fs::read_attr(&current_path)?;
+        let current = read(&current_path)?;
         let available_path = base.join("available_clocksource");
-        let available: Vec<String> = fs::read_attr(&available_path)?
+        let available: Vec<String> = read(&available_path)?
             .split_whitespace()
             .map(str::to_owned)
             .collect();
@@ -476,12 +487,41 @@ fn read_clocksources(roots: &Roots) -> Result<Vec<ClocksourceDevice>, fs::FileEr
             return Err(garbage(&available_path));
         }
         out.push(ClocksourceDevice {
-            device,
+            device: device.clone(),
             current,
             available,
         });
     }
     Ok(out)
+}
+
+/// What the collector keeps between scrapes of a real sysfs: the attribute
+/// files, held open, and the device listing. The kernel registers one
+/// clocksource device, `clocksource0`, at boot (kernel/time/clocksource.c,
+/// `device_clocksource`), so the listing is made again only after a failed
+/// read.
+#[derive(Debug, Default)]
+struct SysfsState {
+    held: fs::HeldAttrs,
+    devices: Option<Vec<String>>,
+}
+
+impl SysfsState {
+    fn read_clocksources(
+        &mut self,
+        roots: &Roots,
+    ) -> Result<Vec<ClocksourceDevice>, fs::FileError> {
+        let devices = match self.devices.take() {
+            Some(d) => d,
+            None => fs::list_dir(&roots.sys(CLOCKSOURCE_DIR), "clocksource")?,
+        };
+        let held = &mut self.held;
+        let result = read_devices(roots, &devices, &mut |p| held.read(p));
+        if result.is_ok() {
+            self.devices = Some(devices);
+        }
+        result
+    }
 }
 
 /// Clocksource names are short identifiers (`tsc`, `kvm-clock`, `acpi_pm`,
@@ -550,7 +590,8 @@ struct Clocksource {
     /// pool and back cost a third of a scrape's CPU (docs/performance.md).
     /// Any other root (a copy, a network or FUSE mount that may stall) is
     /// read on the blocking pool, where the scrape timeout can abandon it.
-    real_sysfs: bool,
+    /// `Some` for a real sysfs, whose attribute files are also kept open.
+    sysfs: Option<std::sync::Mutex<SysfsState>>,
 }
 
 /// Whether `path` is on a sysfs mount.
@@ -566,7 +607,7 @@ fn build(m: &clap::ArgMatches, ctx: &Context) -> Result<Arc<dyn Collector>, Stri
         tracing::warn!(collector = "clocksource", problem = %p, "could not read a host fact at start");
     }
     Ok(Arc::new(Clocksource {
-        real_sysfs: is_sysfs(&ctx.roots.sysfs),
+        sysfs: is_sysfs(&ctx.roots.sysfs).then(Default::default),
         roots: ctx.roots.clone(),
         facts,
     }))
@@ -575,7 +616,14 @@ fn build(m: &clap::ArgMatches, ctx: &Context) -> Result<Arc<dyn Collector>, Stri
 impl Clocksource {
     fn read(&self) -> Collected {
         let mut out = Collected::default();
-        match read_clocksources(&self.roots) {
+        let devices = match &self.sysfs {
+            Some(state) => state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .read_clocksources(&self.roots),
+            None => read_clocksources(&self.roots),
+        };
+        match devices {
             Ok(devices) if devices.is_empty() => out.errors.push(CollectError::Io(format!(
                 "{}: no clocksource devices",
                 self.roots.sys(CLOCKSOURCE_DIR).display()
@@ -602,7 +650,7 @@ impl Clocksource {
 
 impl Collector for Clocksource {
     fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
-        if self.real_sysfs {
+        if self.sysfs.is_some() {
             nonblocking(move || self.read())
         } else {
             blocking(move || self.read())

@@ -1,7 +1,9 @@
 //! Reading small text files under `--path.procfs` and `--path.sysfs`.
 
 use std::fmt;
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -88,27 +90,47 @@ impl std::error::Error for FileError {}
 /// Reads a whole text file, refusing more than `limit` bytes, invalid UTF-8 and
 /// NUL bytes, so a hostile or corrupt file costs neither memory nor a panic.
 pub fn read_text(path: &Path, limit: u64) -> Result<String, FileError> {
-    let err = |kind| FileError {
-        path: path.to_owned(),
-        kind,
-    };
-    // O_NONBLOCK: a FIFO planted in a root must not hang the reader in
-    // open(2) or read(2); regular files and sysfs attributes ignore the flag.
-    let file = std::fs::OpenOptions::new()
+    let file = open(path)?;
+    let mut buf = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_error(path, e))?;
+    text(path, buf, limit)
+}
+
+/// Opens a file for reading. O_NONBLOCK: a FIFO planted in a root must not
+/// hang the reader in open(2) or read(2); regular files and sysfs attributes
+/// ignore the flag.
+fn open(path: &Path) -> Result<File, FileError> {
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
-                err(FileErrorKind::Missing)
+                FileError {
+                    path: path.to_owned(),
+                    kind: FileErrorKind::Missing,
+                }
             } else {
-                err(FileErrorKind::Io(e))
+                io_error(path, e)
             }
-        })?;
-    let mut buf = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| err(FileErrorKind::Io(e)))?;
+        })
+}
+
+fn io_error(path: &Path, e: io::Error) -> FileError {
+    FileError {
+        path: path.to_owned(),
+        kind: FileErrorKind::Io(e),
+    }
+}
+
+/// Checks what was read: within the bound, no NUL bytes, UTF-8.
+fn text(path: &Path, buf: Vec<u8>, limit: u64) -> Result<String, FileError> {
+    let err = |kind| FileError {
+        path: path.to_owned(),
+        kind,
+    };
     if buf.len() as u64 > limit {
         return Err(err(FileErrorKind::TooLarge(limit)));
     }
@@ -118,9 +140,55 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String, FileError> {
     String::from_utf8(buf).map_err(|_| err(FileErrorKind::NotText))
 }
 
+/// The bound on one attribute.
+const ATTR_LIMIT: u64 = 64 * 1024;
+
+/// Sysfs attributes kept open and re-read with pread(2) at offset 0, which
+/// makes kernfs generate the attribute afresh (fs/kernfs/file.c: a read from
+/// offset 0 starts the seq_file over). It saves the path walk, open and
+/// close of every read; only for a real sysfs, where a file at a path stays
+/// the same file. A failed read forgets the file, so the next opens it anew.
+#[derive(Debug, Default)]
+pub struct HeldAttrs {
+    files: std::collections::HashMap<std::path::PathBuf, File>,
+}
+
+impl HeldAttrs {
+    /// Reads one attribute, trimmed, as [`read_attr`] does.
+    pub fn read(&mut self, path: &Path) -> Result<String, FileError> {
+        let file = match self.files.entry(path.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(open(path)?),
+        };
+        let mut buf = vec![0u8; ATTR_LIMIT as usize + 1];
+        let mut len = 0;
+        let result = loop {
+            match file.read_at(&mut buf[len..], len as u64) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    len += n;
+                    if len == buf.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(io_error(path, e)),
+            }
+        };
+        buf.truncate(len);
+        match result.and_then(|()| text(path, buf, ATTR_LIMIT)) {
+            Ok(s) => Ok(s.trim().to_owned()),
+            Err(e) => {
+                self.files.remove(path);
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Reads a one-line sysfs attribute and trims it.
 pub fn read_attr(path: &Path) -> Result<String, FileError> {
-    read_text(path, 64 * 1024).map(|s| s.trim().to_owned())
+    read_text(path, ATTR_LIMIT).map(|s| s.trim().to_owned())
 }
 
 /// Names of the entries of a directory that start with `prefix`, sorted.
@@ -154,6 +222,33 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, content).expect("write");
         p
+    }
+
+    #[test]
+    fn held_attributes_are_generated_afresh_on_every_read() {
+        // lo's packet counter changes with every datagram over loopback; a
+        // held file re-read at offset 0 must show the new value.
+        let path = Path::new("/sys/class/net/lo/statistics/tx_packets");
+        let mut held = HeldAttrs::default();
+        let before: u64 = held.read(path).expect("read").parse().expect("number");
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        for _ in 0..5 {
+            sock.send_to(b"x", sock.local_addr().expect("addr"))
+                .expect("send");
+        }
+        let after: u64 = held
+            .read(path)
+            .expect("read again")
+            .parse()
+            .expect("number");
+        assert!(after >= before + 5, "{before} -> {after}");
+        assert_eq!(held.files.len(), 1, "one file, kept open");
+        // A failing read forgets the file.
+        let missing = held
+            .read(Path::new("/sys/class/net/lo/nonexistent"))
+            .expect_err("missing");
+        assert!(missing.is_missing());
+        assert_eq!(held.files.len(), 1);
     }
 
     #[test]
