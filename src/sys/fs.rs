@@ -151,6 +151,8 @@ const ATTR_LIMIT: u64 = 64 * 1024;
 #[derive(Debug, Default)]
 pub struct HeldAttrs {
     files: std::collections::HashMap<std::path::PathBuf, File>,
+    /// Reused between reads: the bound plus one byte, to see an overflow.
+    buf: Vec<u8>,
 }
 
 impl HeldAttrs {
@@ -160,23 +162,19 @@ impl HeldAttrs {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(open(path)?),
         };
-        let mut buf = vec![0u8; ATTR_LIMIT as usize + 1];
-        let mut len = 0;
+        self.buf.resize(ATTR_LIMIT as usize + 1, 0);
+        let buf = &mut self.buf;
+        // One read: kernfs fills the buffer until the attribute ends
+        // (seq_read_iter), so a short read is the whole of it, and a full
+        // one means the attribute is larger than the bound.
         let result = loop {
-            match file.read_at(&mut buf[len..], len as u64) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    len += n;
-                    if len == buf.len() {
-                        break Ok(());
-                    }
-                }
+            match file.read_at(buf, 0) {
+                Ok(n) => break Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(io_error(path, e)),
             }
         };
-        buf.truncate(len);
-        match result.and_then(|()| text(path, buf, ATTR_LIMIT)) {
+        match result.and_then(|len| text(path, buf[..len].to_vec(), ATTR_LIMIT)) {
             Ok(s) => Ok(s.trim().to_owned()),
             Err(e) => {
                 self.files.remove(path);
