@@ -158,10 +158,13 @@ pub struct HeldAttrs {
 impl HeldAttrs {
     /// Reads one attribute, trimmed, as [`read_attr`] does.
     pub fn read(&mut self, path: &Path) -> Result<String, FileError> {
-        let file = match self.files.entry(path.to_owned()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(open(path)?),
-        };
+        // Opened on the first read only; later reads look the path up by
+        // reference rather than allocating a key for `entry` every time.
+        if !self.files.contains_key(path) {
+            let f = open(path)?;
+            self.files.insert(path.to_owned(), f);
+        }
+        let file = &self.files[path];
         self.buf.resize(ATTR_LIMIT as usize + 1, 0);
         let buf = &mut self.buf;
         // One read: kernfs fills the buffer until the attribute ends
