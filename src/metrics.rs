@@ -9,6 +9,9 @@
 //! compile time and `docs/metrics.md` can be tested against it.
 
 use std::fmt;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 use prometheus_client::collector::Collector as PcCollector;
 use prometheus_client::encoding::{
@@ -61,7 +64,7 @@ impl Desc {
     /// A family holding one unlabelled sample.
     pub fn single(&'static self, value: f64) -> Family {
         let mut f = self.family();
-        f.push(Vec::new(), value);
+        f.push(LabelValues::new(), value);
         f
     }
 }
@@ -75,11 +78,106 @@ macro_rules! desc {
 }
 pub(crate) use desc;
 
+/// One label value. A scrape builds a few hundred of them, most of them
+/// known before it starts (flag and state names, collector names, facts read
+/// at start), so a value is borrowed or shared where it can be and allocated
+/// only when it is new (docs/performance.md: allocations were a quarter of a
+/// scrape's CPU).
+#[derive(Debug, Clone)]
+pub enum LabelValue {
+    /// A value fixed at compile time.
+    Static(&'static str),
+    /// A value read once and shared between scrapes.
+    Shared(Arc<str>),
+    /// A value made in this scrape.
+    Owned(String),
+}
+
+impl LabelValue {
+    /// The value's text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            LabelValue::Static(s) => s,
+            LabelValue::Shared(s) => s,
+            LabelValue::Owned(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for LabelValue {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for LabelValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for LabelValue {}
+
+impl PartialEq<str> for LabelValue {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for LabelValue {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for LabelValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&'static str> for LabelValue {
+    fn from(s: &'static str) -> Self {
+        LabelValue::Static(s)
+    }
+}
+
+impl From<String> for LabelValue {
+    fn from(s: String) -> Self {
+        LabelValue::Owned(s)
+    }
+}
+
+impl From<Arc<str>> for LabelValue {
+    fn from(s: Arc<str>) -> Self {
+        LabelValue::Shared(s)
+    }
+}
+
+impl From<&Arc<str>> for LabelValue {
+    fn from(s: &Arc<str>) -> Self {
+        LabelValue::Shared(Arc::clone(s))
+    }
+}
+
+/// The label values of one sample; up to two are kept inline.
+pub type LabelValues = SmallVec<[LabelValue; 2]>;
+
+/// Builds [`LabelValues`]: `labels![name, String::from(x)]`; each value goes
+/// through `LabelValue::from`.
+macro_rules! labels {
+    ($($v:expr),* $(,)?) => {
+        $crate::metrics::LabelValues::from_iter([$($crate::metrics::LabelValue::from($v)),*])
+    };
+}
+pub(crate) use labels;
+
 /// One sample: label values in the order of [`Desc::labels`], and a value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// Label values, as many as the descriptor has label names.
-    pub label_values: Vec<String>,
+    pub label_values: LabelValues,
     /// The sample's value.
     pub value: f64,
 }
@@ -95,7 +193,7 @@ pub struct Family {
 
 impl Family {
     /// Adds one sample. The number of label values must match the descriptor.
-    pub fn push(&mut self, label_values: Vec<String>, value: f64) {
+    pub fn push(&mut self, label_values: LabelValues, value: f64) {
         debug_assert_eq!(
             label_values.len(),
             self.desc.labels.len(),
@@ -108,9 +206,25 @@ impl Family {
         });
     }
 
+    /// The same family with every owned label value made shared, for a family
+    /// kept between scrapes: cloning it then copies no text.
+    #[must_use]
+    pub fn into_shared(mut self) -> Self {
+        for v in self
+            .samples
+            .iter_mut()
+            .flat_map(|s| s.label_values.iter_mut())
+        {
+            if let LabelValue::Owned(o) = v {
+                *v = LabelValue::Shared(Arc::from(std::mem::take(o)));
+            }
+        }
+        self
+    }
+
     /// Adds one sample with a builder-style call.
     #[must_use]
-    pub fn with(mut self, label_values: Vec<String>, value: f64) -> Self {
+    pub fn with(mut self, label_values: LabelValues, value: f64) -> Self {
         self.push(label_values, value);
         self
     }
@@ -211,19 +325,35 @@ impl Format {
 
 /// Encodes families in the given format.
 pub fn encode(families: Vec<Family>, format: Format) -> String {
+    encode_families(families, format, true)
+}
+
+/// Encodes families; `eof` ends OpenMetrics text with its `# EOF` line.
+fn encode_families(families: Vec<Family>, format: Format, eof: bool) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Families(families)));
     let mut out = String::with_capacity(16 * 1024);
     // Writing into a String cannot fail; an Err here would be a bug in the
     // label or name handling, which the tests cover.
     let result = match format {
-        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+        Format::OpenMetrics => {
+            prometheus_client::encoding::text::encode_registry(&mut out, &registry)
+        }
         Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry),
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "encoding metrics failed");
     }
+    if eof && format == Format::OpenMetrics {
+        write_eof(&mut out);
+    }
     out
+}
+
+fn write_eof(out: &mut String) {
+    if let Err(e) = prometheus_client::encoding::text::encode_eof(out) {
+        tracing::error!(error = %e, "encoding metrics failed");
+    }
 }
 
 /// The snapshot as a `prometheus-client` collector, encoded on demand.
@@ -257,7 +387,7 @@ impl PcCollector for Families {
 
 struct Labels<'a> {
     names: &'static [&'static str],
-    values: &'a [String],
+    values: &'a [LabelValue],
 }
 
 impl EncodeLabelSet for Labels<'_> {
@@ -320,9 +450,9 @@ mod tests {
 
     fn sample() -> Vec<Family> {
         vec![
-            G.family().with(vec!["192.0.2.1".into()], -0.087),
+            G.family().with(labels!["192.0.2.1"], -0.087),
             C.single(42.0),
-            G.family().with(vec!["a\"b\\c\nd".into()], 1.5),
+            G.family().with(labels!["a\"b\\c\nd"], 1.5),
         ]
     }
 
@@ -369,9 +499,9 @@ mod tests {
     fn special_float_values_are_spelled_as_prometheus_expects() {
         let fams = vec![
             G.family()
-                .with(vec!["nan".into()], f64::NAN)
-                .with(vec!["inf".into()], f64::INFINITY)
-                .with(vec!["ninf".into()], f64::NEG_INFINITY),
+                .with(labels!["nan"], f64::NAN)
+                .with(labels!["inf"], f64::INFINITY)
+                .with(labels!["ninf"], f64::NEG_INFINITY),
         ];
         let out = encode(fams, Format::Text);
         assert!(out.contains("{peer=\"nan\"} NaN\n"), "{out}");
@@ -410,7 +540,7 @@ mod tests {
 
         #[test]
         fn any_label_value_round_trips_through_text_escaping(v in "[^\u{0}]{0,64}") {
-            let out = encode(vec![G.family().with(vec![v.clone()], 1.0)], Format::Text);
+            let out = encode(vec![G.family().with(labels![v.clone()], 1.0)], Format::Text);
             let line = out.lines().nth(2).unwrap_or_default();
             let start = line.find("peer=\"").map(|i| i + 6).unwrap_or_default();
             let end = line.rfind("\"}").unwrap_or_default();

@@ -7,7 +7,9 @@
 //! the peer is ahead; the sync offset is positive when the local clock is
 //! behind its reference. Frequencies follow the kernel's adjtimex sign.
 
-use crate::metrics::{Desc, Family, Kind, desc};
+use std::sync::Arc;
+
+use crate::metrics::{Desc, Family, Kind, LabelValue, desc, labels};
 
 /// Which daemon a series comes from (the `daemon` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,13 +359,13 @@ pub static METRICS: &[&Desc] = &[
 pub fn up_family(daemon: Daemon, up: bool) -> Family {
     DAEMON_UP
         .family()
-        .with(vec![daemon.label().to_owned()], f64::from(u8::from(up)))
+        .with(labels![daemon.label()], f64::from(u8::from(up)))
 }
 
 /// Pushes an optional value.
-fn push_opt(fams: &mut Vec<Family>, desc: &'static Desc, labels: &[String], v: Option<f64>) {
+fn push_opt(fams: &mut Vec<Family>, desc: &'static Desc, labels: &[LabelValue], v: Option<f64>) {
     if let Some(v) = v {
-        fams.push(desc.family().with(labels.to_vec(), v));
+        fams.push(desc.family().with(labels.iter().cloned().collect(), v));
     }
 }
 
@@ -371,10 +373,10 @@ impl DaemonReport {
     /// The shared families of this report (without `clock_daemon_up`, which
     /// the collector adds since it also knows about failed queries).
     pub fn families(&self) -> Vec<Family> {
-        let d = self.daemon.label().to_owned();
+        let d = self.daemon.label();
         let mut out = Vec::new();
         if let Some(s) = &self.sync {
-            let l = [d.clone()];
+            let l = [LabelValue::from(d)];
             push_opt(&mut out, &SYNC_OFFSET, &l, s.offset_seconds);
             push_opt(&mut out, &SYNC_STRATUM, &l, s.stratum.map(f64::from));
             push_opt(&mut out, &SYNC_LEAP, &l, s.leap.map(f64::from));
@@ -392,11 +394,13 @@ impl DaemonReport {
             out.push(
                 SYNC_INFO
                     .family()
-                    .with(vec![d.clone(), s.reference.clone()], 1.0),
+                    .with(labels![d, s.reference.clone()], 1.0),
             );
         }
         for p in &self.peers {
-            let l = [d.clone(), p.address.clone()];
+            // One allocation per peer, shared by its dozen families.
+            let address = LabelValue::Shared(Arc::from(p.address.as_str()));
+            let l = [LabelValue::from(d), address.clone()];
             push_opt(&mut out, &PEER_OFFSET, &l, p.offset_seconds);
             push_opt(&mut out, &PEER_DELAY, &l, p.delay_seconds);
             push_opt(&mut out, &PEER_JITTER, &l, p.jitter_seconds);
@@ -408,23 +412,18 @@ impl DaemonReport {
             let mut state = PEER_STATE.family();
             for s in PeerState::ALL {
                 state.push(
-                    vec![d.clone(), p.address.clone(), s.label().to_owned()],
+                    labels![d, address.clone(), s.label()],
                     f64::from(u8::from(s == p.state)),
                 );
             }
             out.push(state);
             out.push(PEER_INFO.family().with(
-                vec![
-                    d.clone(),
-                    p.address.clone(),
-                    p.kind.label().to_owned(),
-                    p.refid.clone(),
-                ],
+                labels![d, address.clone(), p.kind.label(), p.refid.clone(),],
                 1.0,
             ));
         }
         if let Some(n) = self.server_requests_total {
-            out.push(SERVER_REQUESTS.family().with(vec![d], n as f64));
+            out.push(SERVER_REQUESTS.family().with(labels![d], n as f64));
         }
         crate::metrics::merge(out)
     }

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use crate::collector::{CollectError, Collected, Collector, Context, REGISTRY};
-use crate::metrics::{Desc, Family, Kind};
+use crate::metrics::{Desc, Family, Kind, labels};
 
 /// Per-collector success.
 pub static SUCCESS: Desc = Desc {
@@ -161,18 +161,14 @@ impl Scraper {
             });
             let ok = !c.errors.iter().any(CollectError::is_failure);
             self.record(e.name, ok, d, &c.errors);
-            success.push(vec![e.name.to_owned()], f64::from(u8::from(ok)));
-            duration.push(vec![e.name.to_owned()], d.as_secs_f64());
+            success.push(labels![e.name], f64::from(u8::from(ok)));
+            duration.push(labels![e.name], d.as_secs_f64());
             families.extend(c.families);
         }
         let mut families = crate::metrics::merge(families);
         families.push(success);
         families.push(duration);
-        families.push(
-            BUILD_INFO
-                .family()
-                .with(vec![VERSION.into(), REVISION.into()], 1.0),
-        );
+        families.push(BUILD_INFO.family().with(labels![VERSION, REVISION], 1.0));
         families
     }
 

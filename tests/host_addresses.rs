@@ -1,12 +1,15 @@
 //! The host's addresses follow changes: the `time` collector keeps its
 //! listing between scrapes and lists again after the kernel's notice of a
-//! link or address change (`sys::net::AddressWatch`). Proved in a network
+//! link or address change (`sys::net::NetlinkWatch`). Proved in a network
 //! namespace of the test's own, where it adds and removes a documentation
-//! address without touching this machine's network.
+//! address without touching this machine's network. The device events that
+//! make the `clocksource` collector list PTP clocks again are proved the same
+//! way, with a veth pair added and removed inside the namespace (the kernel
+//! sends a network device's events only to its own namespace).
 
 mod lab;
 
-use clock_exporter::sys::net::AddressWatch;
+use clock_exporter::sys::net::NetlinkWatch;
 use lab::{Exporter, Netns, only_collectors};
 
 const ADDED: &str = "192.0.2.77";
@@ -26,7 +29,7 @@ fn ip(ns: &Netns, args: &[&str]) {
 fn watch_reports_an_address_change_once() {
     lab::require_root();
     let ns = Netns::new();
-    let watch = ns.enter(AddressWatch::new).expect("subscribe");
+    let watch = ns.enter(NetlinkWatch::addresses).expect("subscribe");
     let _ = watch.changed();
     assert!(!watch.changed(), "nothing changes in an idle namespace");
     ip(&ns, &["addr", "add", &format!("{ADDED}/32"), "dev", "lo"]);
@@ -34,6 +37,27 @@ fn watch_reports_an_address_change_once() {
     assert!(!watch.changed(), "one call reads every pending notice");
     ip(&ns, &["addr", "del", &format!("{ADDED}/32"), "dev", "lo"]);
     assert!(watch.changed(), "removing an address is noticed");
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn device_watch_reports_a_device_added_and_removed() {
+    lab::require_root();
+    let ns = Netns::new();
+    let watch = ns.enter(NetlinkWatch::devices).expect("subscribe");
+    let _ = watch.changed();
+    assert!(
+        !watch.changed(),
+        "no device comes or goes in an idle namespace"
+    );
+    ip(
+        &ns,
+        &["link", "add", "cw0", "type", "veth", "peer", "name", "cw1"],
+    );
+    assert!(watch.changed(), "adding a device is noticed");
+    assert!(!watch.changed(), "one call reads every pending event");
+    ip(&ns, &["link", "del", "cw0"]);
+    assert!(watch.changed(), "removing a device is noticed");
 }
 
 #[test]

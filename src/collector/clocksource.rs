@@ -6,17 +6,20 @@
 //! every scrape, since it is writable in sysfs and the watchdog can demote
 //! `tsc` at any time.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use procfs_core::{CpuInfo, FromBufRead, FromRead, KernelCmdline};
 
+use super::listing::ListingCache;
 use super::{
     BoxFuture, CollectError, Collected, Collector, Context, Registration, blocking, nonblocking,
 };
 use crate::cli::bool_flag;
-use crate::metrics::{Desc, Family, Kind};
+use crate::metrics::{Desc, Family, Kind, labels};
 use crate::sys::cpuid::{self, CpuidHypervisor};
 use crate::sys::fs::{self, Roots};
+use crate::sys::net::NetlinkWatch;
 
 /// The collector's table entry.
 pub const REGISTRATION: Registration = Registration {
@@ -343,7 +346,7 @@ fn cpu_families(flags: &[String]) -> Vec<Family> {
     let has = |f: &str| flags.iter().any(|x| x == f);
     let mut per_flag = CPU_FLAG.family();
     for f in CLOCK_CPU_FLAGS {
-        per_flag.push(vec![f.to_owned()], f64::from(u8::from(has(f))));
+        per_flag.push(labels![f], f64::from(u8::from(has(f))));
     }
     vec![
         TSC_INVARIANT.single(f64::from(u8::from(
@@ -374,18 +377,23 @@ fn read_static(roots: &Roots, use_cpuid: bool) -> StaticFacts {
     let kernel = match (release, cmdline) {
         (Some(release), Some(cmdline)) => {
             let p = boot_params(&cmdline.0);
-            let b = |v: bool| if v { "true" } else { "false" }.to_owned();
-            Some(KERNEL.family().with(
-                vec![
-                    release,
-                    b(p.no_kvmclock),
-                    b(p.no_kvmclock_vsyscall),
-                    p.clocksource,
-                    p.tsc,
-                    b(p.notsc),
-                ],
-                1.0,
-            ))
+            let b = |v: bool| if v { "true" } else { "false" };
+            Some(
+                KERNEL
+                    .family()
+                    .with(
+                        labels![
+                            release,
+                            b(p.no_kvmclock),
+                            b(p.no_kvmclock_vsyscall),
+                            p.clocksource,
+                            p.tsc,
+                            b(p.notsc),
+                        ],
+                        1.0,
+                    )
+                    .into_shared(),
+            )
         }
         _ => None,
     };
@@ -435,7 +443,8 @@ fn read_static(roots: &Roots, use_cpuid: bool) -> StaticFacts {
         kernel,
         virtualization: VIRTUALIZATION
             .family()
-            .with(vec![v.hypervisor, v.method], 1.0),
+            .with(labels![v.hypervisor, v.method], 1.0)
+            .into_shared(),
         cpu,
         problems,
     }
@@ -454,74 +463,156 @@ pub struct ClocksourceDevice {
 
 const CLOCKSOURCE_DIR: &str = "devices/system/clocksource";
 
-/// Lists the clocksource devices and reads each one's attributes with `read`.
+/// Lists the clocksource devices and reads each one's attributes.
 fn read_clocksources(roots: &Roots) -> Result<Vec<ClocksourceDevice>, fs::FileError> {
-    let devices = fs::list_dir(&roots.sys(CLOCKSOURCE_DIR), "clocksource")?;
-    read_devices(roots, &devices, &mut |p| fs::read_attr(p))
-}
-
-/// Reads the attributes of the given clocksource devices with `read`.
-fn read_devices(
-    roots: &Roots,
-    devices: &[String],
-    read: &mut dyn FnMut(&std::path::Path) -> Result<String, fs::FileError>,
-) -> Result<Vec<ClocksourceDevice>, fs::FileError> {
     let dir = roots.sys(CLOCKSOURCE_DIR);
     let mut out = Vec::new();
-    for device in devices {
-        let base = dir.join(device);
-        let current_path = base.join("current_clocksource");
-        let current = read(&current_path)?;
-        let available_path = base.join("available_clocksource");
-        let available: Vec<String> = read(&available_path)?
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if !is_clocksource_name(&current) {
-            return Err(garbage(&current_path));
+    for device in fs::list_dir(&dir, "clocksource")? {
+        let paths = DevicePaths::new(&dir, device);
+        let current = fs::read_attr(&paths.current)?;
+        let available = fs::read_attr(&paths.available)?;
+        out.push(paths.parse(&current, &available)?);
+    }
+    Ok(out)
+}
+
+/// One clocksource device's attribute paths.
+#[derive(Debug)]
+struct DevicePaths {
+    device: String,
+    current: PathBuf,
+    available: PathBuf,
+}
+
+impl DevicePaths {
+    fn new(dir: &Path, device: String) -> DevicePaths {
+        let base = dir.join(&device);
+        DevicePaths {
+            current: base.join("current_clocksource"),
+            available: base.join("available_clocksource"),
+            device,
+        }
+    }
+
+    /// Checks the two attributes' text and makes the device of them.
+    fn parse(&self, current: &str, available: &str) -> Result<ClocksourceDevice, fs::FileError> {
+        let available: Vec<String> = available.split_whitespace().map(str::to_owned).collect();
+        if !is_clocksource_name(current) {
+            return Err(garbage(&self.current));
         }
         if available.is_empty()
             || available.len() > 64
             || !available.iter().all(|a| is_clocksource_name(a))
         {
-            return Err(garbage(&available_path));
+            return Err(garbage(&self.available));
         }
-        out.push(ClocksourceDevice {
-            device: device.clone(),
-            current,
+        Ok(ClocksourceDevice {
+            device: self.device.clone(),
+            current: current.to_owned(),
             available,
-        });
+        })
     }
-    Ok(out)
 }
 
 /// What the collector keeps between scrapes of a real sysfs: the attribute
-/// files, held open, and the device listing. The kernel registers one
-/// clocksource device, `clocksource0`, at boot (kernel/time/clocksource.c,
-/// `device_clocksource`), so the listing is made again only after a failed
-/// read.
+/// files, held open; the device listing; the families made of the texts last
+/// read, reused while every attribute reads the same; and the PTP clocks,
+/// listed again only after the kernel announces a device added or removed.
+///
+/// The kernel registers one clocksource device, `clocksource0`, at boot
+/// (kernel/time/clocksource.c, `device_clocksource`), so its listing is made
+/// again only after a failed read.
 #[derive(Debug, Default)]
 struct SysfsState {
     held: fs::HeldAttrs,
-    devices: Option<Vec<String>>,
+    devices: Option<Vec<DevicePaths>>,
+    /// The texts of the last read, in device order (current, available), and
+    /// the families made of them.
+    last: Option<(Vec<Arc<str>>, Vec<Family>)>,
+    /// Device events; `None` where the kernel refused the subscription, and
+    /// then every scrape lists the PTP clocks.
+    device_watch: Option<NetlinkWatch>,
+    ptp: ListingCache<Vec<Family>>,
 }
 
 impl SysfsState {
-    fn read_clocksources(
-        &mut self,
-        roots: &Roots,
-    ) -> Result<Vec<ClocksourceDevice>, fs::FileError> {
+    fn new() -> SysfsState {
+        // Subscribed before the first listing, so no device added between the
+        // two goes unseen.
+        let device_watch = NetlinkWatch::devices()
+            .inspect_err(|e| {
+                tracing::debug!(error = %e, "no kernel device events; listing PTP clocks on every scrape");
+            })
+            .ok();
+        SysfsState {
+            device_watch,
+            ..SysfsState::default()
+        }
+    }
+
+    fn clocksource_families(&mut self, roots: &Roots) -> Result<Vec<Family>, CollectError> {
+        let dir = roots.sys(CLOCKSOURCE_DIR);
         let devices = match self.devices.take() {
             Some(d) => d,
-            None => fs::list_dir(&roots.sys(CLOCKSOURCE_DIR), "clocksource")?,
+            None => fs::list_dir(&dir, "clocksource")?
+                .into_iter()
+                .map(|d| DevicePaths::new(&dir, d))
+                .collect(),
         };
-        let held = &mut self.held;
-        let result = read_devices(roots, &devices, &mut |p| held.read(p));
-        if result.is_ok() {
-            self.devices = Some(devices);
+        let mut texts = Vec::with_capacity(2 * devices.len());
+        for d in &devices {
+            texts.push(self.held.read(&d.current)?);
+            texts.push(self.held.read(&d.available)?);
         }
-        result
+        if let Some((last, families)) = &self.last
+            && last.len() == texts.len()
+            && last.iter().zip(&texts).all(|(a, b)| Arc::ptr_eq(a, b))
+        {
+            let families = families.clone();
+            self.devices = Some(devices);
+            return Ok(families);
+        }
+        let parsed = devices
+            .iter()
+            .zip(texts.chunks_exact(2))
+            .map(|(d, t)| d.parse(&t[0], &t[1]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let families = device_families(&dir, &parsed)?;
+        self.last = Some((texts, families.clone()));
+        self.devices = Some(devices);
+        Ok(families)
     }
+
+    fn ptp_families(&mut self, roots: &Roots) -> Result<Vec<Family>, fs::FileError> {
+        let Some(watch) = &self.device_watch else {
+            return read_ptp(roots);
+        };
+        match self.ptp.lookup(watch.changed()) {
+            Ok(families) => Ok(families),
+            Err(generation) => {
+                let families: Vec<Family> = read_ptp(roots)?
+                    .into_iter()
+                    .map(Family::into_shared)
+                    .collect();
+                self.ptp.store(generation, &families);
+                Ok(families)
+            }
+        }
+    }
+}
+
+/// The families of the devices read; none is an error.
+fn device_families(dir: &Path, devices: &[ClocksourceDevice]) -> Result<Vec<Family>, CollectError> {
+    if devices.is_empty() {
+        return Err(CollectError::Io(format!(
+            "{}: no clocksource devices",
+            dir.display()
+        )));
+    }
+    Ok(clocksource_families(devices)
+        .into_iter()
+        .map(Family::into_shared)
+        .collect())
 }
 
 /// Clocksource names are short identifiers (`tsc`, `kvm-clock`, `acpi_pm`,
@@ -554,9 +645,9 @@ fn clocksource_families(devices: &[ClocksourceDevice]) -> Vec<Family> {
     let mut current = CURRENT.family();
     let mut available = AVAILABLE.family();
     for d in devices {
-        current.push(vec![d.device.clone(), d.current.clone()], 1.0);
+        current.push(labels![d.device.clone(), d.current.clone()], 1.0);
         for a in &d.available {
-            available.push(vec![d.device.clone(), a.clone()], 1.0);
+            available.push(labels![d.device.clone(), a.clone()], 1.0);
         }
     }
     vec![current, available]
@@ -574,7 +665,7 @@ fn read_ptp(roots: &Roots) -> Result<Vec<Family>, fs::FileError> {
     for device in devices {
         let name = sanitize(&fs::read_attr(&dir.join(&device).join("clock_name"))?);
         kvm |= name == PTP_KVM_NAME;
-        clocks.push(vec![device, name], 1.0);
+        clocks.push(labels![device, name], 1.0);
     }
     Ok(vec![clocks, PTP_KVM.single(f64::from(u8::from(kvm)))])
 }
@@ -591,7 +682,7 @@ struct Clocksource {
     /// Any other root (a copy, a network or FUSE mount that may stall) is
     /// read on the blocking pool, where the scrape timeout can abandon it.
     /// `Some` for a real sysfs, whose attribute files are also kept open.
-    sysfs: Option<std::sync::Mutex<SysfsState>>,
+    sysfs: Option<Mutex<SysfsState>>,
 }
 
 /// Whether `path` is on a sysfs mount.
@@ -607,7 +698,7 @@ fn build(m: &clap::ArgMatches, ctx: &Context) -> Result<Arc<dyn Collector>, Stri
         tracing::warn!(collector = "clocksource", problem = %p, "could not read a host fact at start");
     }
     Ok(Arc::new(Clocksource {
-        sysfs: is_sysfs(&ctx.roots.sysfs).then(Default::default),
+        sysfs: is_sysfs(&ctx.roots.sysfs).then(|| Mutex::new(SysfsState::new())),
         roots: ctx.roots.clone(),
         facts,
     }))
@@ -616,25 +707,28 @@ fn build(m: &clap::ArgMatches, ctx: &Context) -> Result<Arc<dyn Collector>, Stri
 impl Clocksource {
     fn read(&self) -> Collected {
         let mut out = Collected::default();
-        let devices = match &self.sysfs {
-            Some(state) => state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .read_clocksources(&self.roots),
-            None => read_clocksources(&self.roots),
+        let mut state = self
+            .sysfs
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner));
+        let clocksources = match state.as_deref_mut() {
+            Some(state) => state.clocksource_families(&self.roots),
+            None => read_clocksources(&self.roots)
+                .map_err(CollectError::from)
+                .and_then(|d| device_families(&self.roots.sys(CLOCKSOURCE_DIR), &d)),
         };
-        match devices {
-            Ok(devices) if devices.is_empty() => out.errors.push(CollectError::Io(format!(
-                "{}: no clocksource devices",
-                self.roots.sys(CLOCKSOURCE_DIR).display()
-            ))),
-            Ok(devices) => out.families.extend(clocksource_families(&devices)),
-            Err(e) => out.errors.push(e.into()),
+        match clocksources {
+            Ok(f) => out.families.extend(f),
+            Err(e) => out.errors.push(e),
         }
         out.families.extend(self.facts.kernel.clone());
         out.families.push(self.facts.virtualization.clone());
         out.families.extend(self.facts.cpu.iter().cloned());
-        match read_ptp(&self.roots) {
+        let ptp = match state.as_deref_mut() {
+            Some(state) => state.ptp_families(&self.roots),
+            None => read_ptp(&self.roots),
+        };
+        match ptp {
             Ok(f) => out.families.extend(f),
             Err(e) => out.errors.push(e.into()),
         }
@@ -694,6 +788,104 @@ mod tests {
         // Look-alikes are not the parameters.
         let p = boot_params(&words("no-kvmclock=1 xno-kvmclock no-kvmclockx"));
         assert_eq!(p, BootParams::default());
+    }
+
+    /// A sysfs root in a temporary directory, removed on drop.
+    struct FakeSys(std::path::PathBuf);
+
+    impl FakeSys {
+        fn new(name: &str) -> FakeSys {
+            let dir = std::env::temp_dir().join(format!(
+                "clock-exporter-clocksource-{name}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            FakeSys(dir)
+        }
+
+        fn write(&self, rel: &str, text: &str) {
+            let p = self.0.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, text).expect("write");
+        }
+
+        fn roots(&self) -> Roots {
+            Roots {
+                procfs: self.0.join("proc"),
+                sysfs: self.0.clone(),
+            }
+        }
+    }
+
+    impl Drop for FakeSys {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const CURRENT_PATH: &str = "devices/system/clocksource/clocksource0/current_clocksource";
+    const AVAILABLE_PATH: &str = "devices/system/clocksource/clocksource0/available_clocksource";
+
+    fn current_of(families: &[Family]) -> Vec<String> {
+        crate::metrics::find(families, &CURRENT)
+            .expect("current family")
+            .samples
+            .iter()
+            .map(|s| s.label_values[1].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn held_state_follows_every_change_of_the_clocksource() {
+        let sys = FakeSys::new("held");
+        sys.write(CURRENT_PATH, "kvm-clock\n");
+        sys.write(AVAILABLE_PATH, "kvm-clock tsc acpi_pm \n");
+        let roots = sys.roots();
+        let mut state = SysfsState::default();
+        let first = state.clocksource_families(&roots).expect("first read");
+        assert_eq!(current_of(&first), ["kvm-clock"]);
+        let again = state.clocksource_families(&roots).expect("second read");
+        assert_eq!(again, first, "unchanged attributes, same families");
+        // The watchdog demotes tsc, or an operator writes the attribute.
+        sys.write(CURRENT_PATH, "tsc\n");
+        let changed = state.clocksource_families(&roots).expect("changed");
+        assert_eq!(current_of(&changed), ["tsc"]);
+        let available = crate::metrics::find(&changed, &AVAILABLE).expect("available");
+        assert_eq!(available.samples.len(), 3);
+        // Garbage is an error, and the next good read recovers.
+        sys.write(CURRENT_PATH, "tsc kvm-clock\n");
+        assert!(state.clocksource_families(&roots).is_err());
+        sys.write(CURRENT_PATH, "acpi_pm\n");
+        let recovered = state.clocksource_families(&roots).expect("recovered");
+        assert_eq!(current_of(&recovered), ["acpi_pm"]);
+        // The files are held open: a regular file's text is read anew too.
+        sys.write(AVAILABLE_PATH, "acpi_pm\n");
+        let fewer = state.clocksource_families(&roots).expect("fewer");
+        let available = crate::metrics::find(&fewer, &AVAILABLE).expect("available");
+        assert_eq!(available.samples.len(), 1);
+    }
+
+    #[test]
+    fn held_state_lists_ptp_clocks_and_reports_kvm() {
+        let sys = FakeSys::new("ptp");
+        sys.write("class/ptp/ptp0/clock_name", "KVM virtual PTP\n");
+        sys.write("class/ptp/ptp1/clock_name", "igb\n");
+        let mut state = SysfsState::default();
+        let families = state.ptp_families(&sys.roots()).expect("ptp");
+        let clocks = crate::metrics::find(&families, &PTP_CLOCK).expect("clocks");
+        let names: Vec<String> = clocks
+            .samples
+            .iter()
+            .map(|s| format!("{}={}", s.label_values[0], s.label_values[1]))
+            .collect();
+        assert_eq!(names, ["ptp0=KVM virtual PTP", "ptp1=igb"]);
+        let kvm = crate::metrics::find(&families, &PTP_KVM).expect("kvm");
+        assert_eq!(kvm.samples[0].value, 1.0);
+        // Without device events every scrape lists anew.
+        std::fs::remove_dir_all(sys.0.join("class/ptp/ptp0")).expect("remove");
+        let families = state.ptp_families(&sys.roots()).expect("ptp");
+        let kvm = crate::metrics::find(&families, &PTP_KVM).expect("kvm");
+        assert_eq!(kvm.samples[0].value, 0.0);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use super::daemon::{Gate, Presence};
 use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration};
 use crate::cli::{bool_flag, flag, parse_duration};
-use crate::metrics::{Desc, Family, Kind};
+use crate::metrics::{Desc, Family, Kind, labels};
 use crate::model::{self, Daemon, DaemonReport, Peer, PeerKind, PeerState, SyncStatus};
 use crate::proto::mode6::{
     self, AssocId, DEFAULT_RESPONSE_LIMIT, ErrorCode, Fragment, Opcode, PeerCounters, PeerReading,
@@ -495,19 +495,19 @@ impl Reading {
         let mut selection = PEER_SELECTION_CODE.family();
         for (p, facts, _) in self.peers() {
             if let Some(r) = facts.reach {
-                reach.push(vec![p.address.clone()], f64::from(r));
+                reach.push(labels![p.address.clone()], f64::from(r));
             }
             if let Some(m) = facts.host_mode {
-                mode.push(vec![p.address.clone()], f64::from(m));
+                mode.push(labels![p.address.clone()], f64::from(m));
             }
-            selection.push(vec![p.address], f64::from(facts.selection.code()));
+            selection.push(labels![p.address], f64::from(facts.selection.code()));
         }
         out.extend([reach, mode, selection]);
         if let Some(n) = self.stats.control_requests {
             out.push(CONTROL_REQUESTS.single(n as f64));
         }
         if let Some(v) = self.system.as_ref().and_then(|s| s.version.clone()) {
-            out.push(INFO.family().with(vec![v], 1.0));
+            out.push(INFO.family().with(labels![v], 1.0));
         }
         out
     }

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::time::{ClockId, clock_gettime};
 
+use super::listing::ListingCache;
 use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration, blocking};
-use crate::metrics::{Desc, Family, Kind};
-use crate::sys::net::{self, AddressWatch, HostAddress};
+use crate::metrics::{Desc, Family, Kind, labels};
+use crate::sys::net::{self, HostAddress, NetlinkWatch};
 
 /// The collector's table entry.
 pub const REGISTRATION: Registration = Registration {
@@ -47,62 +48,33 @@ pub fn address_family(addrs: &[HostAddress]) -> Family {
     let mut f = HOST_ADDRESS.family();
     for a in addrs {
         // IpAddr's Display is the canonical form: RFC 5952 for IPv6.
-        f.push(vec![a.address.to_string(), a.interface.clone()], 1.0);
+        f.push(labels![a.address.to_string(), a.interface.clone()], 1.0);
     }
     f
-}
-
-/// The address family of the last listing, kept until the kernel reports a
-/// change of a link or an address.
-#[derive(Debug, Default)]
-struct AddressCache {
-    /// Counts the changes seen, so that a listing made while another change
-    /// came in is not kept.
-    generation: u64,
-    family: Option<Family>,
-}
-
-impl AddressCache {
-    /// The kept family, or, when there is none or `changed` says it is out of
-    /// date, the generation a new listing is made for.
-    fn lookup(&mut self, changed: bool) -> Result<Family, u64> {
-        if changed {
-            self.generation += 1;
-            self.family = None;
-        }
-        self.family.clone().ok_or(self.generation)
-    }
-
-    /// Keeps a listing made for `generation`, unless a change came since.
-    fn store(&mut self, generation: u64, family: &Family) {
-        if generation == self.generation {
-            self.family = Some(family.clone());
-        }
-    }
 }
 
 #[derive(Debug)]
 struct Time {
     /// Notices of address changes; `None` where the kernel refused the
     /// subscription, and then every scrape lists the addresses.
-    watch: Option<AddressWatch>,
-    addresses: Mutex<AddressCache>,
+    watch: Option<NetlinkWatch>,
+    addresses: Mutex<ListingCache<Family>>,
 }
 
 impl Time {
     fn new() -> Time {
-        let watch = AddressWatch::new()
+        let watch = NetlinkWatch::addresses()
             .inspect_err(|e| {
                 tracing::debug!(error = %e, "no netlink notices of address changes; listing addresses on every scrape");
             })
             .ok();
         Time {
             watch,
-            addresses: Mutex::new(AddressCache::default()),
+            addresses: Mutex::new(ListingCache::default()),
         }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, AddressCache> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, ListingCache<Family>> {
         self.addresses
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -112,7 +84,8 @@ impl Time {
     fn list_addresses(&self, generation: Option<u64>) -> Collected {
         match net::host_addresses() {
             Ok(addrs) => {
-                let family = address_family(&addrs);
+                // Shared, so the copy handed out on every scrape copies no text.
+                let family = address_family(&addrs).into_shared();
                 if let Some(g) = generation {
                     self.cache().store(g, &family);
                 }
@@ -189,26 +162,6 @@ mod tests {
             .map(|s| s.label_values[0].as_str())
             .collect();
         assert_eq!(got, vec!["2001:db8::1", "192.0.2.10"]);
-    }
-
-    #[test]
-    fn a_listing_is_kept_until_a_change_and_one_raced_by_a_change_is_not() {
-        let f = address_family(&[HostAddress {
-            interface: "lo".into(),
-            address: "127.0.0.1".parse().expect("v4"),
-        }]);
-        let mut c = AddressCache::default();
-        let first = c.lookup(false).expect_err("nothing kept at first");
-        c.store(first, &f);
-        assert_eq!(c.lookup(false), Ok(f.clone()));
-        let after_change = c.lookup(true).expect_err("a change drops the listing");
-        // Another change comes in while that listing runs: the listing may
-        // predate it, so it is not kept.
-        let after_second = c.lookup(true).expect_err("changed again");
-        c.store(after_change, &f);
-        assert_eq!(c.lookup(false), Err(after_second));
-        c.store(after_second, &f);
-        assert_eq!(c.lookup(false), Ok(f));
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use nix::errno::Errno;
 
 use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration, nonblocking};
-use crate::metrics::{Desc, Family, Kind};
+use crate::metrics::{Desc, Family, Kind, labels};
 use crate::sys::adjtimex::{self, RawTimex};
 
 /// The collector's table entry.
@@ -335,17 +335,11 @@ impl Reading {
     pub fn families(&self, repairs_total: u64) -> Vec<Family> {
         let mut flags = STATUS_FLAG.family();
         for (name, bit) in STATUS_FLAGS {
-            flags.push(
-                vec![name.to_owned()],
-                f64::from(u8::from(self.status & bit != 0)),
-            );
+            flags.push(labels![name], f64::from(u8::from(self.status & bit != 0)));
         }
         let mut state = STATE.family();
         for (i, name) in STATES.iter().enumerate() {
-            state.push(
-                vec![(*name).to_owned()],
-                f64::from(u8::from(self.state == i as i32)),
-            );
+            state.push(labels![*name], f64::from(u8::from(self.state == i as i32)));
         }
         let [jit, cal, err, stb] = self.pps_counts;
         vec![

@@ -6,6 +6,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The default bound on one file read: sysfs attributes are a page at most, and
 /// /proc/cpuinfo of a 512-thread host is about 2.5 MiB.
@@ -150,40 +151,66 @@ const ATTR_LIMIT: u64 = 64 * 1024;
 /// the same file. A failed read forgets the file, so the next opens it anew.
 #[derive(Debug, Default)]
 pub struct HeldAttrs {
-    files: std::collections::HashMap<std::path::PathBuf, File>,
+    /// A handful of attributes: a list, searched by path bytes, is cheaper
+    /// than hashing the path on every read.
+    files: Vec<(PathBuf, HeldFile)>,
     /// Reused between reads: the bound plus one byte, to see an overflow.
     buf: Vec<u8>,
 }
 
+#[derive(Debug)]
+struct HeldFile {
+    file: File,
+    /// The bytes of the last read and their text: while an attribute reads
+    /// the same, the same text is handed out again, allocating nothing.
+    last: Option<(Vec<u8>, Arc<str>)>,
+}
+
 impl HeldAttrs {
-    /// Reads one attribute, trimmed, as [`read_attr`] does.
-    pub fn read(&mut self, path: &Path) -> Result<String, FileError> {
-        // Opened on the first read only; later reads look the path up by
-        // reference rather than allocating a key for `entry` every time.
-        if !self.files.contains_key(path) {
-            let f = open(path)?;
-            self.files.insert(path.to_owned(), f);
-        }
-        let file = &self.files[path];
+    /// Reads one attribute, trimmed, as [`read_attr`] does. While the
+    /// attribute reads the same bytes, the same `Arc` is returned (callers
+    /// may compare with `Arc::ptr_eq` to skip work on an unchanged value).
+    pub fn read(&mut self, path: &Path) -> Result<Arc<str>, FileError> {
+        let found = self
+            .files
+            .iter()
+            .position(|(p, _)| p.as_os_str() == path.as_os_str());
+        let index = if let Some(i) = found {
+            i
+        } else {
+            let file = open(path)?;
+            self.files
+                .push((path.to_owned(), HeldFile { file, last: None }));
+            self.files.len() - 1
+        };
+        let held = &mut self.files[index].1;
         self.buf.resize(ATTR_LIMIT as usize + 1, 0);
         let buf = &mut self.buf;
         // One read: kernfs fills the buffer until the attribute ends
         // (seq_read_iter), so a short read is the whole of it, and a full
         // one means the attribute is larger than the bound.
         let result = loop {
-            match file.read_at(buf, 0) {
+            match held.file.read_at(buf, 0) {
                 Ok(n) => break Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(io_error(path, e)),
             }
         };
-        match result.and_then(|len| text(path, buf[..len].to_vec(), ATTR_LIMIT)) {
-            Ok(s) => Ok(s.trim().to_owned()),
-            Err(e) => {
-                self.files.remove(path);
-                Err(e)
+        let result = result.and_then(|len| {
+            let bytes = &buf[..len];
+            if let Some((raw, text)) = &held.last
+                && raw.as_slice() == bytes
+            {
+                return Ok(Arc::clone(text));
             }
+            let t: Arc<str> = Arc::from(text(path, bytes.to_vec(), ATTR_LIMIT)?.trim());
+            held.last = Some((bytes.to_vec(), Arc::clone(&t)));
+            Ok(t)
+        });
+        if result.is_err() {
+            self.files.swap_remove(index);
         }
+        result
     }
 }
 
@@ -250,6 +277,35 @@ mod tests {
             .expect_err("missing");
         assert!(missing.is_missing());
         assert_eq!(held.files.len(), 1);
+    }
+
+    #[test]
+    fn held_attribute_hands_out_the_same_text_until_it_changes() {
+        // A regular file stands in for an attribute: pread at 0 reads it anew.
+        let p = tmp("held", b"kvm-clock\n");
+        let mut held = HeldAttrs::default();
+        let first = held.read(&p).expect("read");
+        let again = held.read(&p).expect("read again");
+        assert_eq!(&*first, "kvm-clock");
+        assert!(Arc::ptr_eq(&first, &again), "unchanged bytes, same text");
+        std::fs::write(&p, b"tsc\n").expect("rewrite");
+        let changed = held.read(&p).expect("read changed");
+        assert_eq!(&*changed, "tsc");
+        assert!(!Arc::ptr_eq(&first, &changed));
+        // Garbage after good reads is refused and forgets the file and its text.
+        std::fs::write(&p, b"t\0sc\n").expect("rewrite");
+        assert!(matches!(
+            held.read(&p).map_err(|e| e.kind),
+            Err(FileErrorKind::NotText)
+        ));
+        assert!(held.files.is_empty());
+        std::fs::write(&p, b"tsc\n").expect("rewrite");
+        let reopened = held.read(&p).expect("reopened");
+        assert_eq!(&*reopened, "tsc");
+        assert!(
+            !Arc::ptr_eq(&changed, &reopened),
+            "nothing kept from before"
+        );
     }
 
     #[test]

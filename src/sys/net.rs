@@ -40,16 +40,11 @@ pub fn host_addresses() -> Result<Vec<HostAddress>, nix::Error> {
     Ok(out)
 }
 
-/// A subscription to the kernel's notices of link and address changes, so
-/// that the addresses need listing again only after one.
-///
-/// getifaddrs(3) dumps every link with its statistics and every address over
-/// netlink: tens of microseconds, the largest part of a scrape. The kernel
-/// sends a notice to the rtnetlink groups `RTMGRP_LINK`, `RTMGRP_IPV4_IFADDR`
-/// and `RTMGRP_IPV6_IFADDR` after every change of a link or an address
-/// (rtnetlink(7)), as `ip monitor` shows; any process may listen to them.
+/// A subscription to a netlink multicast group whose only use is "something
+/// changed": every pending notice is read and dropped unparsed, one
+/// non-blocking `recv` per call when nothing came.
 #[derive(Debug)]
-pub struct AddressWatch {
+pub struct NetlinkWatch {
     socket: OwnedFd,
 }
 
@@ -57,26 +52,46 @@ pub struct AddressWatch {
 /// next call, which then also says "changed".
 const MAX_NOTICES_PER_CALL: usize = 1024;
 
-impl AddressWatch {
-    /// Subscribes, in the caller's network namespace. Subscribe before the
-    /// first listing, so that no change is missed between the two.
-    pub fn new() -> Result<AddressWatch, nix::Error> {
+impl NetlinkWatch {
+    /// Subscribes to the kernel's notices of link and address changes, in the
+    /// caller's network namespace, so that the addresses need listing again
+    /// only after one. Subscribe before the first listing, so that no change
+    /// is missed between the two.
+    ///
+    /// getifaddrs(3) dumps every link with its statistics and every address over
+    /// netlink: tens of microseconds, the largest part of a scrape. The kernel
+    /// sends a notice to the rtnetlink groups `RTMGRP_LINK`, `RTMGRP_IPV4_IFADDR`
+    /// and `RTMGRP_IPV6_IFADDR` after every change of a link or an address
+    /// (rtnetlink(7)), as `ip monitor` shows; any process may listen to them.
+    pub fn addresses() -> Result<NetlinkWatch, nix::Error> {
+        let groups = libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR;
+        Self::subscribe(SockProtocol::NetlinkRoute, groups as u32)
+    }
+
+    /// Subscribes to the kernel's device events (uevents: the group `udevadm
+    /// monitor --kernel` listens to, open to any process), sent after a device
+    /// is added to or removed from sysfs, such as a PTP clock when `ptp_kvm`
+    /// is loaded. Subscribe before the first listing.
+    pub fn devices() -> Result<NetlinkWatch, nix::Error> {
+        Self::subscribe(SockProtocol::NetlinkKObjectUEvent, 1)
+    }
+
+    fn subscribe(protocol: SockProtocol, groups: u32) -> Result<NetlinkWatch, nix::Error> {
         let socket = socket::socket(
             AddressFamily::Netlink,
             SockType::Raw,
             SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-            SockProtocol::NetlinkRoute,
+            protocol,
         )?;
-        let groups = libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR;
-        socket::bind(socket.as_raw_fd(), &NetlinkAddr::new(0, groups as u32))?;
-        Ok(AddressWatch { socket })
+        socket::bind(socket.as_raw_fd(), &NetlinkAddr::new(0, groups))?;
+        Ok(NetlinkWatch { socket })
     }
 
-    /// Whether a link or an address may have changed since the last call (or
-    /// since the subscription). Every pending notice is read and dropped
-    /// unparsed: any notice means "list again". A full queue (`ENOBUFS`: the
-    /// kernel dropped notices) and any other error also say "changed", so a
-    /// fault can cost a needless listing, never a stale one.
+    /// Whether something may have changed since the last call (or since the
+    /// subscription). Every pending notice is read and dropped unparsed: any
+    /// notice means "list again". A full queue (`ENOBUFS`: the kernel dropped
+    /// notices) and any other error also say "changed", so a fault can cost a
+    /// needless listing, never a stale one.
     pub fn changed(&self) -> bool {
         // A datagram larger than the buffer is still consumed whole.
         let mut buf = [0u8; 64];

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::counters::Counts;
-use crate::metrics::{Desc, Family, Kind, desc};
+use crate::metrics::{Desc, Family, Kind, desc, labels};
 use crate::model::{Daemon, DaemonReport, Peer, PeerKind, PeerState, SyncStatus, reachability};
 use crate::proto::cmdmon::{
     Address, NtpData, ServerStats, SourceData, SourceMode, SourceState, SourceStats, Tracking,
@@ -378,7 +378,7 @@ fn tracking_extras(t: &Tracking) -> [Family; 4] {
     [
         TRACKING_INFO
             .family()
-            .with(vec![format!("{:08X}", t.ref_id), reference_name(t)], 1.0),
+            .with(labels![format!("{:08X}", t.ref_id), reference_name(t)], 1.0),
         TRACKING_LAST_OFFSET.single(-t.last_offset),
         TRACKING_RESIDUAL_FREQUENCY.single(-t.resid_freq_ppm * PPM),
         TRACKING_REFERENCE_TIME.single(t.ref_time.to_unix_seconds()),
@@ -444,7 +444,7 @@ fn sources(s: &Snapshot, correction: f64) -> (Vec<Peer>, Vec<Family>) {
         let sampled = sd.since_sample != u32::MAX;
         let mut extra = |d: &'static Desc, v: Option<f64>| {
             if let Some(v) = v {
-                extras.push(d.family().with(vec![label.clone()], v));
+                extras.push(d.family().with(labels![label.clone()], v));
             }
         };
         extra(&PEER_ADJUSTED_OFFSET, sampled.then_some(-sd.latest_meas));
@@ -532,7 +532,7 @@ fn server_families(raw: &ServerStats, c: &Counts) -> Vec<Family> {
     ];
     for ((source, direction), v) in kinds.into_iter().zip(&c[9..]) {
         if let Some(v) = v {
-            ts.push(vec![source.into(), direction.into()], *v as f64);
+            ts.push(labels![source, direction], *v as f64);
         }
     }
     if !ts.samples.is_empty() {
