@@ -49,6 +49,7 @@ pub struct App {
     scraper: Arc<Scraper>,
     cfg: WebConfig,
     scrapes: Arc<Semaphore>,
+    encoder: metrics::Encoder,
 }
 
 impl App {
@@ -59,6 +60,7 @@ impl App {
             scraper,
             cfg,
             scrapes,
+            encoder: metrics::Encoder::default(),
         })
     }
 }
@@ -237,7 +239,7 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
             ));
         };
         let families = app.scraper.scrape().await;
-        Bytes::from(metrics::encode(families, format))
+        Bytes::from(app.encoder.encode(families, format))
     };
     let mut r = Response::new(Full::new(body));
     r.headers_mut().insert(
