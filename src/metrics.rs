@@ -57,7 +57,7 @@ impl Desc {
     pub fn family(&'static self) -> Family {
         Family {
             desc: self,
-            samples: Vec::new(),
+            samples: Samples::new(),
         }
     }
 
@@ -182,13 +182,16 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// The samples of one family; most families hold one, kept inline.
+pub type Samples = SmallVec<[Sample; 1]>;
+
 /// A metric family filled by one scrape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Family {
     /// What the family is.
     pub desc: &'static Desc,
     /// Its samples.
-    pub samples: Vec<Sample>,
+    pub samples: Samples,
 }
 
 impl Family {
@@ -291,7 +294,7 @@ impl Format {
         let mut best_text: Option<f32> = None;
         for range in accept.split(',') {
             let mut parts = range.split(';');
-            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let media = parts.next().unwrap_or("").trim();
             let mut q = 1.0f32;
             for p in parts {
                 if let Some((k, v)) = p.split_once('=')
@@ -308,10 +311,13 @@ impl Format {
             if q <= 0.0 {
                 continue;
             }
-            let slot = match media.as_str() {
-                "application/openmetrics-text" => &mut best_om,
-                "text/plain" | "text/*" | "*/*" => &mut best_text,
-                _ => continue,
+            let is = |m: &str| media.eq_ignore_ascii_case(m);
+            let slot = if is("application/openmetrics-text") {
+                &mut best_om
+            } else if is("text/plain") || is("text/*") || media == "*/*" {
+                &mut best_text
+            } else {
+                continue;
             };
             *slot = Some(slot.map_or(q, |b: f32| b.max(q)));
         }
@@ -600,6 +606,15 @@ mod tests {
             Format::Text
         );
         assert_eq!(Format::negotiate(Some("application/json")), Format::Text);
+        // Media types are case-insensitive (RFC 9110).
+        assert_eq!(
+            Format::negotiate(Some("Application/OpenMetrics-Text; version=1.0.0")),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::negotiate(Some("TEXT/PLAIN;q=0.9, application/openmetrics-text;q=0.5")),
+            Format::Text
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! One scrape: every enabled collector runs concurrently under the scrape
 //! timeout, into one list of families, plus the exporter's own series.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -67,7 +66,8 @@ struct Entry {
 pub struct Scraper {
     entries: Vec<Entry>,
     timeout: Duration,
-    last: Mutex<HashMap<&'static str, Status>>,
+    /// The last status of each entry, by index.
+    last: Mutex<Vec<Option<Status>>>,
 }
 
 impl Scraper {
@@ -96,13 +96,14 @@ impl Scraper {
 
     /// A scraper over the given collectors.
     pub fn new(collectors: Vec<(&'static str, Arc<dyn Collector>)>, timeout: Duration) -> Scraper {
+        let entries: Vec<Entry> = collectors
+            .into_iter()
+            .map(|(name, collector)| Entry { name, collector })
+            .collect();
         Scraper {
-            entries: collectors
-                .into_iter()
-                .map(|(name, collector)| Entry { name, collector })
-                .collect(),
+            last: Mutex::new(vec![None; entries.len()]),
+            entries,
             timeout,
-            last: Mutex::new(HashMap::new()),
         }
     }
 
@@ -116,7 +117,8 @@ impl Scraper {
         let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         self.entries
             .iter()
-            .map(|e| (e.name, last.get(e.name).cloned()))
+            .zip(last.iter())
+            .map(|(e, s)| (e.name, s.clone()))
             .collect()
     }
 
@@ -151,7 +153,7 @@ impl Scraper {
         let mut families = Vec::new();
         let mut success = SUCCESS.family();
         let mut duration = DURATION.family();
-        for (e, r) in self.entries.iter().zip(results) {
+        for (index, (e, r)) in self.entries.iter().zip(results).enumerate() {
             let (c, d) = r.unwrap_or_else(|panic| {
                 tracing::error!(collector = e.name, panic = %panic, "collector panicked");
                 (
@@ -160,7 +162,7 @@ impl Scraper {
                 )
             });
             let ok = !c.errors.iter().any(CollectError::is_failure);
-            self.record(e.name, ok, d, &c.errors);
+            self.record(index, ok, d, &c.errors);
             success.push(labels![e.name], f64::from(u8::from(ok)));
             duration.push(labels![e.name], d.as_secs_f64());
             families.extend(c.families);
@@ -174,21 +176,21 @@ impl Scraper {
 
     /// Remembers the status and logs only when a collector's errors change, so
     /// a persistent problem is one log line, not one per scrape.
-    fn record(
-        &self,
-        name: &'static str,
-        success: bool,
-        duration: Duration,
-        errors: &[CollectError],
-    ) {
-        let message = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
+    fn record(&self, index: usize, success: bool, duration: Duration, errors: &[CollectError]) {
+        let name = self.entries[index].name;
+        let message = if errors.is_empty() {
+            String::new()
+        } else {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let previous = last.get(name).map(|s| s.message.clone());
-        if previous.as_deref() != Some(message.as_str()) {
+        let slot = &mut last[index];
+        let previous = slot.as_ref().map(|s| s.message.as_str());
+        if previous != Some(message.as_str()) {
             if message.is_empty() {
                 if previous.is_some() {
                     tracing::info!(collector = name, "collector recovered");
@@ -199,14 +201,11 @@ impl Scraper {
                 tracing::warn!(collector = name, error = %message, "collector failed");
             }
         }
-        last.insert(
-            name,
-            Status {
-                success,
-                duration,
-                message,
-            },
-        );
+        *slot = Some(Status {
+            success,
+            duration,
+            message,
+        });
     }
 }
 
