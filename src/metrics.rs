@@ -113,7 +113,10 @@ impl std::ops::Deref for LabelValue {
 
 impl PartialEq for LabelValue {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        let (a, b) = (self.as_str(), other.as_str());
+        // The same text at the same address (a static or a shared value
+        // compared with itself from the last scrape) needs no byte compare.
+        (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
     }
 }
 
@@ -167,9 +170,13 @@ pub type LabelValues = SmallVec<[LabelValue; 2]>;
 /// Builds [`LabelValues`]: `labels![name, String::from(x)]`; each value goes
 /// through `LabelValue::from`.
 macro_rules! labels {
-    ($($v:expr),* $(,)?) => {
-        $crate::metrics::LabelValues::from_iter([$($crate::metrics::LabelValue::from($v)),*])
-    };
+    ($($v:expr),* $(,)?) => {{
+        // Pushed one by one: cheaper than collecting from an array.
+        #[allow(unused_mut)]
+        let mut values = $crate::metrics::LabelValues::new();
+        $(values.push($crate::metrics::LabelValue::from($v));)*
+        values
+    }};
 }
 pub(crate) use labels;
 
@@ -615,6 +622,29 @@ mod tests {
             Format::negotiate(Some("TEXT/PLAIN;q=0.9, application/openmetrics-text;q=0.5")),
             Format::Text
         );
+    }
+
+    #[test]
+    fn label_values_compare_by_text_whatever_they_hold() {
+        let shared: Arc<str> = Arc::from("tsc");
+        let values = [
+            LabelValue::from("tsc"),
+            LabelValue::from(String::from("tsc")),
+            LabelValue::from(&shared),
+        ];
+        for a in &values {
+            for b in &values {
+                assert_eq!(a, b);
+            }
+            assert_ne!(*a, LabelValue::from("ts"));
+            assert_ne!(*a, LabelValue::from(String::from("tsd")));
+        }
+        // A prefix at the same address is not the same text.
+        let long: &'static str = "kvm-clock";
+        assert_ne!(LabelValue::from(long), LabelValue::from(&long[..3]));
+        let three = labels!["a", String::from("b"), &shared];
+        assert_eq!(three.len(), 3);
+        assert_eq!(three[2], "tsc");
     }
 
     #[test]
