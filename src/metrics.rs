@@ -61,6 +61,14 @@ impl Desc {
         }
     }
 
+    /// An empty family with room for `n` samples.
+    pub fn family_of(&'static self, n: usize) -> Family {
+        Family {
+            desc: self,
+            samples: Samples::with_capacity(n),
+        }
+    }
+
     /// A family holding one unlabelled sample.
     pub fn single(&'static self, value: f64) -> Family {
         let mut f = self.family();

@@ -150,9 +150,9 @@ impl Scraper {
             .map(|r| r.map_err(|payload| panic_message(payload.as_ref())))
             .collect();
 
-        let mut families = Vec::new();
-        let mut success = SUCCESS.family();
-        let mut duration = DURATION.family();
+        let mut families = Vec::with_capacity(64);
+        let mut success = SUCCESS.family_of(self.entries.len());
+        let mut duration = DURATION.family_of(self.entries.len());
         for (index, (e, r)) in self.entries.iter().zip(results).enumerate() {
             let (c, d) = r.unwrap_or_else(|panic| {
                 tracing::error!(collector = e.name, panic = %panic, "collector panicked");

@@ -344,7 +344,7 @@ pub fn cpu_flags(cpuinfo: &str) -> Option<Vec<String>> {
 
 fn cpu_families(flags: &[String]) -> Vec<Family> {
     let has = |f: &str| flags.iter().any(|x| x == f);
-    let mut per_flag = CPU_FLAG.family();
+    let mut per_flag = CPU_FLAG.family_of(CLOCK_CPU_FLAGS.len());
     for f in CLOCK_CPU_FLAGS {
         per_flag.push(labels![f], f64::from(u8::from(has(f))));
     }

@@ -333,11 +333,11 @@ impl Reading {
 
     /// The reading's families; `repairs_total` is the running repair count.
     pub fn families(&self, repairs_total: u64) -> Vec<Family> {
-        let mut flags = STATUS_FLAG.family();
+        let mut flags = STATUS_FLAG.family_of(STATUS_FLAGS.len());
         for (name, bit) in STATUS_FLAGS {
             flags.push(labels![name], f64::from(u8::from(self.status & bit != 0)));
         }
-        let mut state = STATE.family();
+        let mut state = STATE.family_of(STATES.len());
         for (i, name) in STATES.iter().enumerate() {
             state.push(labels![*name], f64::from(u8::from(self.state == i as i32)));
         }
