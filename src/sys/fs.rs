@@ -306,6 +306,12 @@ mod tests {
             !Arc::ptr_eq(&changed, &reopened),
             "nothing kept from before"
         );
+        // Larger than the bound: refused, not truncated into a value.
+        std::fs::write(&p, vec![b'a'; ATTR_LIMIT as usize + 10]).expect("rewrite");
+        assert!(matches!(
+            held.read(&p).map_err(|e| e.kind),
+            Err(FileErrorKind::TooLarge(ATTR_LIMIT))
+        ));
     }
 
     #[test]
