@@ -15,7 +15,19 @@ use lab::{Exporter, Netns, only_collectors};
 const ADDED: &str = "192.0.2.77";
 
 fn ip(ns: &Netns, args: &[&str]) {
-    let out = ns.run("ip", args);
+    ip_succeeded(&ns.run("ip", args), args);
+}
+
+/// Runs `ip` from the calling thread, hence in its network namespace.
+fn ip_here(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip");
+    ip_succeeded(&out, args);
+}
+
+fn ip_succeeded(out: &std::process::Output, args: &[&str]) {
     assert!(
         out.status.success(),
         "ip {}: {}",
@@ -30,6 +42,7 @@ fn watch_reports_an_address_change_once() {
     lab::require_root();
     let ns = Netns::new();
     let watch = ns.enter(NetlinkWatch::addresses).expect("subscribe");
+    assert!(!watch.is_registered(), "no runtime: one recv per call");
     let _ = watch.changed();
     assert!(!watch.changed(), "nothing changes in an idle namespace");
     ip(&ns, &["addr", "add", &format!("{ADDED}/32"), "dev", "lo"]);
@@ -45,6 +58,7 @@ fn device_watch_reports_a_device_added_and_removed() {
     lab::require_root();
     let ns = Netns::new();
     let watch = ns.enter(NetlinkWatch::devices).expect("subscribe");
+    assert!(!watch.is_registered(), "no runtime: one recv per call");
     let _ = watch.changed();
     assert!(
         !watch.changed(),
@@ -58,6 +72,45 @@ fn device_watch_reports_a_device_added_and_removed() {
     assert!(!watch.changed(), "one call reads every pending event");
     ip(&ns, &["link", "del", "cw0"]);
     assert!(watch.changed(), "removing a device is noticed");
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn watches_made_in_a_runtime_are_told_by_its_reactor() {
+    lab::require_root();
+    let ns = Netns::new();
+    ns.enter(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            // The reactor polls epoll while this task sleeps.
+            let settle = || tokio::time::sleep(std::time::Duration::from_millis(50));
+            let addresses = NetlinkWatch::addresses().expect("subscribe to addresses");
+            let devices = NetlinkWatch::devices().expect("subscribe to devices");
+            assert!(addresses.is_registered() && devices.is_registered());
+            settle().await;
+            let _ = (addresses.changed(), devices.changed());
+            assert!(
+                !addresses.changed(),
+                "no address changes in an idle namespace"
+            );
+            assert!(!devices.changed(), "no device events in an idle namespace");
+            ip_here(&["addr", "add", &format!("{ADDED}/32"), "dev", "lo"]);
+            settle().await;
+            assert!(addresses.changed(), "adding an address is noticed");
+            assert!(!addresses.changed(), "one call reads every pending notice");
+            ip_here(&["link", "add", "cw0", "type", "veth", "peer", "name", "cw1"]);
+            settle().await;
+            assert!(devices.changed(), "adding a device is noticed");
+            assert!(!devices.changed(), "one call reads every pending event");
+            ip_here(&["link", "del", "cw0"]);
+            settle().await;
+            assert!(devices.changed(), "removing a device is noticed");
+            assert!(addresses.changed(), "removing a link is noticed too");
+        });
+    });
 }
 
 #[test]
