@@ -5,11 +5,15 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
-use futures_util::future::join_all;
-use tokio::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
-use crate::collector::{CollectError, Collected, Collector, Context, REGISTRY};
+use futures_util::FutureExt as _;
+use futures_util::future::maybe_done;
+use tokio::time::{Instant, Sleep};
+
+use crate::collector::{BoxFuture, CollectError, Collected, Collector, Context, REGISTRY};
 use crate::metrics::{Desc, Family, Kind, labels};
 
 /// Per-collector success.
@@ -132,23 +136,46 @@ impl Scraper {
         // on the blocking pool ([`crate::collector::blocking`]). A future that
         // panics is caught on its own and never polled again, so the others
         // go on as they would in tasks of their own.
-        let runs = self.entries.iter().map(|e| {
-            let fut = e.collector.clone().collect();
-            let timeout = self.timeout;
-            AssertUnwindSafe(async move {
-                let start = Instant::now();
-                let result = tokio::time::timeout(timeout, fut)
-                    .await
-                    .unwrap_or_else(|_| Collected::error(CollectError::Timeout));
-                (result, start.elapsed())
+        //
+        // They all start together, so one deadline serves them all: a
+        // collector still running at the deadline gets a timeout and only it
+        // loses its series. The timer is made only if a collector has to
+        // wait; most finish on their first poll.
+        let start = Instant::now();
+        let mut runs: Vec<_> = self
+            .entries
+            .iter()
+            .map(|e| {
+                maybe_done(
+                    AssertUnwindSafe(Timed {
+                        fut: e.collector.clone().collect(),
+                        start: None,
+                    })
+                    .catch_unwind(),
+                )
             })
-            .catch_unwind()
-        });
-        let results: Vec<Result<(Collected, Duration), String>> = join_all(runs)
-            .await
-            .into_iter()
-            .map(|r| r.map_err(|payload| panic_message(payload.as_ref())))
             .collect();
+        let mut deadline: Option<Pin<Box<Sleep>>> = None;
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for run in &mut runs {
+                pending |= Pin::new(run).poll(cx).is_pending();
+            }
+            if !pending {
+                return Poll::Ready(());
+            }
+            deadline
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(start + self.timeout)))
+                .as_mut()
+                .poll(cx)
+        })
+        .await;
+        let results = runs.iter_mut().map(|run| {
+            Pin::new(run).take_output().map_or_else(
+                || Ok((Collected::error(CollectError::Timeout), start.elapsed())),
+                |r| r.map_err(|payload| panic_message(payload.as_ref())),
+            )
+        });
 
         let mut families = Vec::with_capacity(64);
         let mut success = SUCCESS.family_of(self.entries.len());
@@ -209,6 +236,24 @@ impl Scraper {
     }
 }
 
+/// A collector's future, timed from its first poll to its end.
+struct Timed {
+    fut: BoxFuture<Collected>,
+    start: Option<Instant>,
+}
+
+impl Future for Timed {
+    type Output = (Collected, Duration);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let start = *self.start.get_or_insert_with(Instant::now);
+        self.fut
+            .as_mut()
+            .poll(cx)
+            .map(|collected| (collected, start.elapsed()))
+    }
+}
+
 /// The message of a panic, when it has one (`panic!` with a literal or a format).
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
@@ -252,6 +297,17 @@ mod tests {
         }
     }
 
+    /// Waits, then answers well within the timeout.
+    struct Late;
+    impl Collector for Late {
+        fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Collected::default()
+            })
+        }
+    }
+
     struct Panics;
     impl Collector for Panics {
         fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
@@ -272,6 +328,7 @@ mod tests {
                 ("fixed", Arc::new(Fixed(7.0)) as Arc<dyn Collector>),
                 ("slow", Arc::new(Slow)),
                 ("panics", Arc::new(Panics)),
+                ("late", Arc::new(Late)),
             ],
             Duration::from_millis(200),
         );
@@ -281,9 +338,18 @@ mod tests {
         assert_eq!(value(&fams, &SUCCESS, "fixed"), 1.0);
         assert_eq!(value(&fams, &SUCCESS, "slow"), 0.0);
         assert_eq!(value(&fams, &SUCCESS, "panics"), 0.0);
-        // The slow one was cut at the timeout (virtual time).
+        // The slow one was cut at the timeout (virtual time); the late one
+        // waited, finished before it, and kept its time.
         let d = value(&fams, &DURATION, "slow");
         assert!((0.2..0.3).contains(&d), "{d}");
+        assert_eq!(value(&fams, &SUCCESS, "late"), 1.0);
+        let d = value(&fams, &DURATION, "late");
+        assert!((0.05..0.1).contains(&d), "{d}");
+        assert_eq!(
+            value(&fams, &DURATION, "fixed"),
+            0.0,
+            "virtual time stands still"
+        );
         let st = s.statuses();
         assert_eq!(
             st[1].1.as_ref().map(|s| s.message.as_str()),
