@@ -268,6 +268,17 @@ impl Family {
 /// first-seen order. Families without samples are kept: an empty family is
 /// encoded as its HELP and TYPE lines only.
 pub fn merge(families: Vec<Family>) -> Vec<Family> {
+    // Most scrapes have nothing to merge (only the daemon collectors share
+    // descriptors): find out from the sorted descriptor addresses, without
+    // moving a family.
+    let mut descs: SmallVec<[*const Desc; 64]> = families
+        .iter()
+        .map(|f| std::ptr::from_ref(f.desc))
+        .collect();
+    descs.sort_unstable();
+    if descs.windows(2).all(|w| w[0] != w[1]) {
+        return families;
+    }
     let mut out: Vec<Family> = Vec::with_capacity(families.len());
     for f in families {
         if let Some(existing) = out.iter_mut().find(|e| std::ptr::eq(e.desc, f.desc)) {
