@@ -2,12 +2,10 @@
 //! timeout, into one list of families, plus the exporter's own series.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
-
-use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use futures_util::future::maybe_done;
