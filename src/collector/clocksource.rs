@@ -529,9 +529,7 @@ struct SysfsState {
     /// The texts of the last read, in device order (current, available), and
     /// the families made of them.
     last: Option<(Vec<Arc<str>>, Vec<Family>)>,
-    /// Device events; `None` where the kernel refused the subscription, and
-    /// then every scrape lists the PTP clocks.
-    device_watch: Option<NetlinkWatch>,
+    /// The PTP clocks, kept until a kernel device event.
     ptp: ListingCache<Vec<Family>>,
 }
 
@@ -539,25 +537,21 @@ impl SysfsState {
     fn new() -> SysfsState {
         // Subscribed before the first listing, so no device added between the
         // two goes unseen.
-        let device_watch = NetlinkWatch::devices()
-            .inspect_err(|e| {
-                tracing::debug!(error = %e, "no kernel device events; listing PTP clocks on every scrape");
-            })
-            .ok();
         SysfsState {
-            device_watch,
+            ptp: ListingCache::watched(NetlinkWatch::devices(), "PTP clocks"),
             ..SysfsState::default()
         }
     }
 
     fn clocksource_families(&mut self, roots: &Roots) -> Result<Vec<Family>, CollectError> {
-        let dir = roots.sys(CLOCKSOURCE_DIR);
-        let devices = match self.devices.take() {
-            Some(d) => d,
-            None => fs::list_dir(&dir, "clocksource")?
+        let devices = if let Some(d) = self.devices.take() {
+            d
+        } else {
+            let dir = roots.sys(CLOCKSOURCE_DIR);
+            fs::list_dir(&dir, "clocksource")?
                 .into_iter()
                 .map(|d| DevicePaths::new(&dir, d))
-                .collect(),
+                .collect()
         };
         let mut texts = Vec::with_capacity(2 * devices.len());
         for d in &devices {
@@ -577,17 +571,14 @@ impl SysfsState {
             .zip(texts.chunks_exact(2))
             .map(|(d, t)| d.parse(&t[0], &t[1]))
             .collect::<Result<Vec<_>, _>>()?;
-        let families = device_families(&dir, &parsed)?;
+        let families = device_families(roots, &parsed)?;
         self.last = Some((texts, families.clone()));
         self.devices = Some(devices);
         Ok(families)
     }
 
     fn ptp_families(&mut self, roots: &Roots) -> Result<Vec<Family>, fs::FileError> {
-        let Some(watch) = &self.device_watch else {
-            return read_ptp(roots);
-        };
-        match self.ptp.lookup(watch.changed()) {
+        match self.ptp.lookup() {
             Ok(families) => Ok(families),
             Err(generation) => {
                 let families: Vec<Family> = read_ptp(roots)?
@@ -602,11 +593,14 @@ impl SysfsState {
 }
 
 /// The families of the devices read; none is an error.
-fn device_families(dir: &Path, devices: &[ClocksourceDevice]) -> Result<Vec<Family>, CollectError> {
+fn device_families(
+    roots: &Roots,
+    devices: &[ClocksourceDevice],
+) -> Result<Vec<Family>, CollectError> {
     if devices.is_empty() {
         return Err(CollectError::Io(format!(
             "{}: no clocksource devices",
-            dir.display()
+            roots.sys(CLOCKSOURCE_DIR).display()
         )));
     }
     Ok(clocksource_families(devices)
@@ -715,7 +709,7 @@ impl Clocksource {
             Some(state) => state.clocksource_families(&self.roots),
             None => read_clocksources(&self.roots)
                 .map_err(CollectError::from)
-                .and_then(|d| device_families(&self.roots.sys(CLOCKSOURCE_DIR), &d)),
+                .and_then(|d| device_families(&self.roots, &d)),
         };
         match clocksources {
             Ok(f) => out.families.extend(f),

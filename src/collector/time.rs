@@ -55,22 +55,17 @@ pub fn address_family(addrs: &[HostAddress]) -> Family {
 
 #[derive(Debug)]
 struct Time {
-    /// Notices of address changes; `None` where the kernel refused the
-    /// subscription, and then every scrape lists the addresses.
-    watch: Option<NetlinkWatch>,
+    /// The address listing, kept until rtnetlink notices a change.
     addresses: Mutex<ListingCache<Family>>,
 }
 
 impl Time {
     fn new() -> Time {
-        let watch = NetlinkWatch::addresses()
-            .inspect_err(|e| {
-                tracing::debug!(error = %e, "no netlink notices of address changes; listing addresses on every scrape");
-            })
-            .ok();
         Time {
-            watch,
-            addresses: Mutex::new(ListingCache::default()),
+            addresses: Mutex::new(ListingCache::watched(
+                NetlinkWatch::addresses(),
+                "addresses",
+            )),
         }
     }
 
@@ -86,9 +81,7 @@ impl Time {
             Ok(addrs) => {
                 // Shared, so the copy handed out on every scrape copies no text.
                 let family = address_family(&addrs).into_shared();
-                if let Some(g) = generation {
-                    self.cache().store(g, &family);
-                }
+                self.cache().store(generation, &family);
                 Collected {
                     families: vec![family],
                     errors: Vec::new(),
@@ -116,17 +109,13 @@ impl Collector for Time {
                     .errors
                     .push(CollectError::Io(format!("clock_gettime: {e}"))),
             }
-            let kept = self
-                .watch
-                .as_ref()
-                .map(|w| self.cache().lookup(w.changed()));
+            let kept = self.cache().lookup();
             match kept {
-                Some(Ok(family)) => out.families.push(family),
-                stale => {
+                Ok(family) => out.families.push(family),
+                Err(generation) => {
                     // getifaddrs(3) may wait for the kernel's rtnl lock, which
                     // a slow driver can hold for seconds: on the blocking pool,
                     // so that the timeout can abandon it.
-                    let generation = stale.and_then(Result::err);
                     let listed = blocking(move || self.list_addresses(generation)).await;
                     out.families.extend(listed.families);
                     out.errors.extend(listed.errors);
@@ -167,7 +156,10 @@ mod tests {
     #[tokio::test]
     async fn live_collection_has_time_and_loopback() {
         let time = Arc::new(Time::new());
-        assert!(time.watch.is_some(), "netlink notices are open to anyone");
+        assert!(
+            time.cache().is_watched(),
+            "netlink notices are open to anyone"
+        );
         let out = time.clone().collect().await;
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         let now = std::time::SystemTime::now()
