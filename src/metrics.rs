@@ -197,8 +197,76 @@ pub struct Sample {
     pub value: f64,
 }
 
-/// The samples of one family; most families hold one, kept inline.
-pub type Samples = SmallVec<[Sample; 1]>;
+/// The samples of one family: filled by this scrape (most families hold one,
+/// kept inline), or shared with a family kept between scrapes, so that
+/// cloning, comparing and dropping it touches one reference count.
+#[derive(Debug, Clone)]
+pub enum Samples {
+    /// Samples of this scrape.
+    Owned(SmallVec<[Sample; 1]>),
+    /// Samples kept between scrapes.
+    Shared(Arc<[Sample]>),
+}
+
+impl Samples {
+    /// No samples.
+    pub fn new() -> Samples {
+        Samples::Owned(SmallVec::new())
+    }
+
+    /// No samples, with room for `n`.
+    pub fn with_capacity(n: usize) -> Samples {
+        Samples::Owned(SmallVec::with_capacity(n))
+    }
+
+    /// The samples, made this scrape's own first if they were shared.
+    pub fn to_mut(&mut self) -> &mut SmallVec<[Sample; 1]> {
+        if let Samples::Shared(shared) = self {
+            *self = Samples::Owned(shared.iter().cloned().collect());
+        }
+        match self {
+            Samples::Owned(owned) => owned,
+            Samples::Shared(_) => unreachable!("made owned above"),
+        }
+    }
+
+    /// Whether both are the same shared samples (equal without a look inside).
+    pub fn is_same_shared(&self, other: &Samples) -> bool {
+        matches!((self, other), (Samples::Shared(a), Samples::Shared(b)) if Arc::ptr_eq(a, b))
+    }
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Samples::new()
+    }
+}
+
+impl std::ops::Deref for Samples {
+    type Target = [Sample];
+
+    fn deref(&self) -> &[Sample] {
+        match self {
+            Samples::Owned(owned) => owned,
+            Samples::Shared(shared) => shared,
+        }
+    }
+}
+
+impl PartialEq for Samples {
+    fn eq(&self, other: &Samples) -> bool {
+        self.is_same_shared(other) || **self == **other
+    }
+}
+
+impl<'a> IntoIterator for &'a Samples {
+    type Item = &'a Sample;
+    type IntoIter = std::slice::Iter<'a, Sample>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
 
 /// A metric family filled by one scrape.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,25 +286,29 @@ impl Family {
             "label values for {}",
             self.desc.name
         );
-        self.samples.push(Sample {
+        self.samples.to_mut().push(Sample {
             label_values,
             value,
         });
     }
 
-    /// The same family with every owned label value made shared, for a family
-    /// kept between scrapes: cloning it then copies no text.
+    /// The same family with its samples shared, for a family kept between
+    /// scrapes: cloning it then copies nothing, and the encoder knows it
+    /// unchanged without comparing its samples.
     #[must_use]
     pub fn into_shared(mut self) -> Self {
-        for v in self
-            .samples
-            .iter_mut()
-            .flat_map(|s| s.label_values.iter_mut())
-        {
-            if let LabelValue::Owned(o) = v {
-                *v = LabelValue::Shared(Arc::from(std::mem::take(o)));
+        let samples: Arc<[Sample]> = match &mut self.samples {
+            Samples::Shared(_) => return self,
+            Samples::Owned(owned) => {
+                for v in owned.iter_mut().flat_map(|s| s.label_values.iter_mut()) {
+                    if let LabelValue::Owned(o) = v {
+                        *v = LabelValue::Shared(Arc::from(std::mem::take(o)));
+                    }
+                }
+                std::mem::take(owned).into_iter().collect()
             }
-        }
+        };
+        self.samples = Samples::Shared(samples);
         self
     }
 
@@ -282,7 +354,7 @@ pub fn merge(families: Vec<Family>) -> Vec<Family> {
     let mut out: Vec<Family> = Vec::with_capacity(families.len());
     for f in families {
         if let Some(existing) = out.iter_mut().find(|e| std::ptr::eq(e.desc, f.desc)) {
-            existing.samples.extend(f.samples);
+            existing.samples.to_mut().extend(f.samples.iter().cloned());
         } else {
             out.push(f);
         }
@@ -360,8 +432,12 @@ impl Format {
 /// spelled differently; a NaN is the same NaN).
 fn same_text(a: &Family, b: &Family) -> bool {
     std::ptr::eq(a.desc, b.desc)
-        && a.samples.len() == b.samples.len()
-        && a.samples.iter().zip(&b.samples).all(|(x, y)| {
+        && (a.samples.is_same_shared(&b.samples) || same_samples_text(&a.samples, &b.samples))
+}
+
+fn same_samples_text(a: &[Sample], b: &[Sample]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
             x.value.to_bits() == y.value.to_bits() && x.label_values == y.label_values
         })
 }
@@ -373,18 +449,75 @@ fn same_text(a: &Family, b: &Family) -> bool {
 /// (docs/performance.md). The text of a changed family is made by
 /// `prometheus-client` as before, family by family, so the output is byte for
 /// byte what [`encode`] gives.
+///
+/// The last body is kept whole (the response shares it, it is not copied),
+/// with each family's place in it: families that are unchanged and were
+/// neighbours last time are copied in one run, and a changed family is
+/// encoded straight into the new body.
 #[derive(Debug, Default)]
 pub struct Encoder {
-    /// Per format: each family of the last scrape with its text.
+    /// Per format: the last scrape's body and families.
     memo: [std::sync::Mutex<Memo>; 2],
 }
 
-/// Each family of a scrape with its text; taken out as they are reused.
-type Memo = Vec<Option<(Family, String)>>;
+/// The last body of one format, each family of it with its place in the body
+/// (taken out as they are reused), and a registry that encodes one family at
+/// a time without copying it.
+#[derive(Debug, Default)]
+struct Memo {
+    body: Arc<String>,
+    families: Vec<Option<(Family, std::ops::Range<usize>)>>,
+    one: OneFamily,
+}
+
+/// A `prometheus-client` registry whose only collector encodes whatever
+/// family is put in its slot.
+#[derive(Debug)]
+struct OneFamily {
+    registry: Registry,
+    slot: Arc<std::sync::Mutex<Vec<Family>>>,
+}
+
+impl Default for OneFamily {
+    fn default() -> Self {
+        let slot = Arc::new(std::sync::Mutex::new(Vec::with_capacity(1)));
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Slot(Arc::clone(&slot))));
+        OneFamily { registry, slot }
+    }
+}
+
+impl OneFamily {
+    /// Appends the text of `family` to `out` and gives the family back.
+    fn encode(&self, family: Family, format: Format, out: &mut String) -> Option<Family> {
+        let lock = || {
+            self.slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        lock().push(family);
+        encode_into(out, &self.registry, format);
+        lock().pop()
+    }
+}
+
+/// The collector of [`OneFamily`].
+#[derive(Debug)]
+struct Slot(Arc<std::sync::Mutex<Vec<Family>>>);
+
+impl PcCollector for Slot {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let families = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        encode_each(&families, encoder)
+    }
+}
 
 impl Encoder {
     /// Encodes families in the given format.
-    pub fn encode(&self, families: Vec<Family>, format: Format) -> String {
+    pub fn encode(&self, families: Vec<Family>, format: Format) -> bytes::Bytes {
         let slot = match format {
             Format::OpenMetrics => 0,
             Format::Text => 1,
@@ -392,17 +525,21 @@ impl Encoder {
         // Scrapes at the same moment do not wait for each other: the one that
         // finds the memo busy encodes everything itself.
         let Ok(mut memo) = self.memo[slot].try_lock() else {
-            return encode(families, format);
+            return encode(families, format).into();
         };
-        let capacity = memo.iter().flatten().map(|(_, t)| t.len()).sum::<usize>() + 64;
-        let mut out = String::with_capacity(capacity);
+        let memo = &mut *memo;
+        let mut out = String::with_capacity(memo.body.len() + 256);
         let mut next = Vec::with_capacity(families.len());
+        // The run of the last body still to be copied, extended while reused
+        // families follow each other there.
+        let mut run = 0..0;
         for (i, f) in families.into_iter().enumerate() {
             // Families come in the same order every scrape: look at the same
             // place first, then anywhere.
-            let kept = match memo.get_mut(i) {
-                Some(Some((k, _))) if std::ptr::eq(k.desc, f.desc) => memo[i].take(),
+            let kept = match memo.families.get_mut(i) {
+                Some(Some((k, _))) if std::ptr::eq(k.desc, f.desc) => memo.families[i].take(),
                 _ => memo
+                    .families
                     .iter_mut()
                     .find(|e| {
                         e.as_ref()
@@ -410,18 +547,46 @@ impl Encoder {
                     })
                     .and_then(Option::take),
             };
-            let text = match kept {
-                Some((k, text)) if same_text(&k, &f) => text,
-                _ => encode_families(vec![f.clone()], format, false),
-            };
-            out.push_str(&text);
-            next.push(Some((f, text)));
+            let start = out.len() + run.len();
+            if let Some((_, place)) = kept.filter(|(k, _)| same_text(k, &f)) {
+                if run.end != place.start {
+                    copy_run(&memo.body, &mut run, &mut out);
+                    run.start = place.start;
+                }
+                run.end = place.end;
+                next.push(Some((f, start..start + place.len())));
+            } else {
+                copy_run(&memo.body, &mut run, &mut out);
+                let f = memo.one.encode(f, format, &mut out);
+                next.push(f.map(|f| (f, start..out.len())));
+            }
         }
+        copy_run(&memo.body, &mut run, &mut out);
         if format == Format::OpenMetrics {
             write_eof(&mut out);
         }
-        *memo = next;
-        out
+        let body = Arc::new(out);
+        memo.body = Arc::clone(&body);
+        memo.families = next;
+        bytes::Bytes::from_owner(SharedText(body))
+    }
+}
+
+/// A body shared by the response and the memo.
+struct SharedText(Arc<String>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// Appends the run of `body` to `out` and empties it.
+fn copy_run(body: &str, run: &mut std::ops::Range<usize>, out: &mut String) {
+    if run.start < run.end {
+        // Runs start and end at family boundaries, so slicing cannot fail.
+        out.push_str(body.get(run.clone()).unwrap_or_default());
+        *run = run.end..run.end;
     }
 }
 
@@ -435,21 +600,24 @@ fn encode_families(families: Vec<Family>, format: Format, eof: bool) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Families(families)));
     let mut out = String::with_capacity(16 * 1024);
-    // Writing into a String cannot fail; an Err here would be a bug in the
-    // label or name handling, which the tests cover.
-    let result = match format {
-        Format::OpenMetrics => {
-            prometheus_client::encoding::text::encode_registry(&mut out, &registry)
-        }
-        Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry),
-    };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "encoding metrics failed");
-    }
+    encode_into(&mut out, &registry, format);
     if eof && format == Format::OpenMetrics {
         write_eof(&mut out);
     }
     out
+}
+
+/// Appends the text of a registry's families, without OpenMetrics' `# EOF`.
+fn encode_into(out: &mut String, registry: &Registry, format: Format) {
+    // Writing into a String cannot fail; an Err here would be a bug in the
+    // label or name handling, which the tests cover.
+    let result = match format {
+        Format::OpenMetrics => prometheus_client::encoding::text::encode_registry(out, registry),
+        Format::Text => prometheus_client::encoding::prometheus_text::encode(out, registry),
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "encoding metrics failed");
+    }
 }
 
 fn write_eof(out: &mut String) {
@@ -463,28 +631,32 @@ fn write_eof(out: &mut String) {
 struct Families(Vec<Family>);
 
 impl PcCollector for Families {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        for f in &self.0 {
-            let metric_type = match f.desc.kind {
-                Kind::Gauge => MetricType::Gauge,
-                Kind::Counter => MetricType::Counter,
-            };
-            let mut me = encoder.encode_descriptor(f.desc.name, f.desc.help, None, metric_type)?;
-            for s in &f.samples {
-                let labels = Labels {
-                    names: f.desc.labels,
-                    values: &s.label_values,
-                };
-                let sample_encoder = me.encode_family(&labels)?;
-                Value {
-                    kind: f.desc.kind,
-                    value: s.value,
-                }
-                .encode(sample_encoder)?;
-            }
-        }
-        Ok(())
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        encode_each(&self.0, encoder)
     }
+}
+
+fn encode_each(families: &[Family], mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+    for f in families {
+        let metric_type = match f.desc.kind {
+            Kind::Gauge => MetricType::Gauge,
+            Kind::Counter => MetricType::Counter,
+        };
+        let mut me = encoder.encode_descriptor(f.desc.name, f.desc.help, None, metric_type)?;
+        for s in &f.samples {
+            let labels = Labels {
+                names: f.desc.labels,
+                values: &s.label_values,
+            };
+            let sample_encoder = me.encode_family(&labels)?;
+            Value {
+                kind: f.desc.kind,
+                value: s.value,
+            }
+            .encode(sample_encoder)?;
+        }
+    }
+    Ok(())
 }
 
 struct Labels<'a> {
@@ -666,12 +838,17 @@ mod tests {
         assert_eq!(three[2], "tsc");
     }
 
+    /// What an [`Encoder`] gives, as text.
+    fn encoded(enc: &Encoder, families: Vec<Family>, format: Format) -> String {
+        String::from_utf8(enc.encode(families, format).to_vec()).expect("the body is UTF-8")
+    }
+
     #[test]
     fn encoder_reuses_text_only_of_unchanged_families() {
         let enc = Encoder::default();
         let first = vec![C.single(1.0), G.family().with(labels!["a"], 0.0)];
         assert_eq!(
-            enc.encode(first.clone(), Format::Text),
+            encoded(&enc, first.clone(), Format::Text),
             encode(first, Format::Text)
         );
         // -0.0 equals 0.0 but is spelled otherwise; a changed counter, a new
@@ -681,17 +858,82 @@ mod tests {
             C.single(2.0),
             G.family().with(labels!["a"], -0.0),
         ];
-        let got = enc.encode(second.clone(), Format::Text);
+        let got = encoded(&enc, second.clone(), Format::Text);
         assert_eq!(got, encode(second, Format::Text));
         assert!(got.contains("clock_test_requests_total 2\n"), "{got}");
         assert!(got.contains("{peer=\"a\"} -0.0\n"), "{got}");
         let third = vec![G.family().with(labels!["a"], -0.0).with(labels!["b"], 1.0)];
-        let got = enc.encode(third, Format::Text);
+        let got = encoded(&enc, third, Format::Text);
         assert!(got.contains("{peer=\"b\"} 1.0\n"), "{got}");
         assert!(!got.contains("clock_test_requests"), "{got}");
-        let om = enc.encode(vec![C.single(2.0)], Format::OpenMetrics);
+        let om = encoded(&enc, vec![C.single(2.0)], Format::OpenMetrics);
         assert_eq!(om, encode(vec![C.single(2.0)], Format::OpenMetrics));
         assert_eq!(om.matches("# EOF").count(), 1, "{om}");
+    }
+
+    #[test]
+    fn encoder_copies_unchanged_families_from_anywhere_in_the_last_body() {
+        let enc = Encoder::default();
+        let g = G.family().with(labels!["a"], 1.0).with(labels!["b"], 2.0);
+        let all = vec![C.single(1.0), E.family(), g.clone()];
+        assert_eq!(
+            encoded(&enc, all.clone(), Format::OpenMetrics),
+            encode(all, Format::OpenMetrics)
+        );
+        // Reordered: every family is reused, from non-neighbouring places.
+        let reordered = vec![g.clone(), C.single(1.0), E.family()];
+        let want = encode(reordered.clone(), Format::OpenMetrics);
+        assert!(
+            want.starts_with("# HELP clock_test_gauge_seconds"),
+            "{want}"
+        );
+        assert_eq!(encoded(&enc, reordered, Format::OpenMetrics), want);
+        // The middle one changed, its neighbours are copied around it.
+        let changed = vec![g.clone(), C.single(3.0), E.family()];
+        let want = encode(changed.clone(), Format::OpenMetrics);
+        assert!(want.contains("clock_test_requests_total 3\n"), "{want}");
+        assert_eq!(encoded(&enc, changed.clone(), Format::OpenMetrics), want);
+        assert_eq!(encoded(&enc, changed, Format::OpenMetrics), want);
+        // A response keeps its body while later scrapes replace the memo.
+        let held = enc.encode(vec![g.clone()], Format::Text);
+        let _later = enc.encode(vec![C.single(9.0)], Format::Text);
+        assert_eq!(held, encode(vec![g], Format::Text));
+    }
+
+    #[test]
+    fn shared_samples_equal_their_owned_form_and_copy_on_write() {
+        let owned = G
+            .family()
+            .with(labels![String::from("a")], 1.0)
+            .with(labels!["b"], 2.0);
+        let shared = owned.clone().into_shared();
+        assert!(matches!(shared.samples, Samples::Shared(_)));
+        assert!(matches!(
+            shared.samples[0].label_values[0],
+            LabelValue::Shared(_)
+        ));
+        assert_eq!(shared, owned);
+        assert!(same_text(&shared, &owned) && same_text(&shared, &shared.clone()));
+        assert!(shared.samples.is_same_shared(&shared.clone().samples));
+        assert!(
+            !shared
+                .samples
+                .is_same_shared(&owned.clone().into_shared().samples)
+        );
+        // Adding to a clone leaves the kept family as it was.
+        let mut more = shared.clone();
+        more.push(labels!["c"], 3.0);
+        assert_eq!(more.samples.len(), 3);
+        assert_eq!(shared.samples.len(), 2);
+        assert!(!same_text(&more, &shared));
+        // Merging into a shared family copies it first.
+        let merged = merge(vec![shared.clone(), G.family().with(labels!["d"], 4.0)]);
+        assert_eq!(merged[0].value(&["d"]), Some(4.0));
+        assert_eq!(shared.value(&["d"]), None);
+        assert_eq!(
+            encode(vec![shared], Format::Text),
+            encode(vec![owned], Format::Text)
+        );
     }
 
     fn arb_families() -> impl proptest::strategy::Strategy<Value = Vec<Family>> {
@@ -713,7 +955,9 @@ mod tests {
             f
         });
         let counter = value.prop_map(|v| C.single(v));
-        let family = prop_oneof![gauge, counter, Just(E.family())];
+        // Families kept between scrapes are shared; some are here too.
+        let family = (prop_oneof![gauge, counter, Just(E.family())], any::<bool>())
+            .prop_map(|(f, shared)| if shared { f.into_shared() } else { f });
         proptest::collection::vec(family, 0..5).prop_map(merge)
     }
 
@@ -726,7 +970,7 @@ mod tests {
             for families in scrapes {
                 for format in [Format::Text, Format::OpenMetrics] {
                     proptest::prop_assert_eq!(
-                        enc.encode(families.clone(), format),
+                        encoded(&enc, families.clone(), format),
                         encode(families.clone(), format)
                     );
                 }

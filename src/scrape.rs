@@ -1,6 +1,7 @@
 //! One scrape: every enabled collector runs concurrently under the scrape
 //! timeout, into one list of families, plus the exporter's own series.
 
+use std::fmt::{self, Write as _};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -70,6 +71,8 @@ pub struct Scraper {
     timeout: Duration,
     /// The last status of each entry, by index.
     last: Mutex<Vec<Option<Status>>>,
+    /// `clock_exporter_build_info`, the same in every scrape.
+    build_info: Family,
 }
 
 impl Scraper {
@@ -106,6 +109,10 @@ impl Scraper {
             last: Mutex::new(vec![None; entries.len()]),
             entries,
             timeout,
+            build_info: BUILD_INFO
+                .family()
+                .with(labels![VERSION, REVISION], 1.0)
+                .into_shared(),
         }
     }
 
@@ -195,7 +202,7 @@ impl Scraper {
         let mut families = crate::metrics::merge(families);
         families.push(success);
         families.push(duration);
-        families.push(BUILD_INFO.family().with(labels![VERSION, REVISION], 1.0));
+        families.push(self.build_info.clone());
         families
     }
 
@@ -203,28 +210,28 @@ impl Scraper {
     /// a persistent problem is one log line, not one per scrape.
     fn record(&self, index: usize, success: bool, duration: Duration, errors: &[CollectError]) {
         let name = self.entries[index].name;
-        let message = if errors.is_empty() {
-            String::new()
-        } else {
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = &mut last[index];
+        // Most scrapes repeat the last outcome: compare the errors with the
+        // kept message as they are written, and make a new one only if they
+        // differ.
+        if let Some(status) = slot.as_mut()
+            && same_message(errors, &status.message)
+        {
+            status.success = success;
+            status.duration = duration;
+            return;
+        }
+        let message = join_errors(errors);
         let previous = slot.as_ref().map(|s| s.message.as_str());
-        if previous != Some(message.as_str()) {
-            if message.is_empty() {
-                if previous.is_some() {
-                    tracing::info!(collector = name, "collector recovered");
-                }
-            } else if success {
-                tracing::debug!(collector = name, detail = %message, "collector has no data");
-            } else {
-                tracing::warn!(collector = name, error = %message, "collector failed");
+        if message.is_empty() {
+            if previous.is_some() {
+                tracing::info!(collector = name, "collector recovered");
             }
+        } else if success {
+            tracing::debug!(collector = name, detail = %message, "collector has no data");
+        } else {
+            tracing::warn!(collector = name, error = %message, "collector failed");
         }
         *slot = Some(Status {
             success,
@@ -232,6 +239,39 @@ impl Scraper {
             message,
         });
     }
+}
+
+/// A collector's errors as one line; empty when none.
+fn join_errors(errors: &[CollectError]) -> String {
+    let mut out = String::new();
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{e}");
+    }
+    out
+}
+
+/// Whether `errors` joined as by [`join_errors`] would be `message`, found
+/// without making the text.
+fn same_message(errors: &[CollectError], message: &str) -> bool {
+    /// Eats the expected text as it is written; stops at the first difference.
+    struct Compare<'a>(&'a str);
+    impl fmt::Write for Compare<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0 = self.0.strip_prefix(s).ok_or(fmt::Error)?;
+            Ok(())
+        }
+    }
+    let mut rest = Compare(message);
+    for (i, e) in errors.iter().enumerate() {
+        if (i > 0 && rest.write_str("; ").is_err()) || write!(rest, "{e}").is_err() {
+            return false;
+        }
+    }
+    rest.0.is_empty()
 }
 
 /// A collector's future, timed from its first poll to its end.
@@ -265,6 +305,27 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
     use crate::collector::BoxFuture;
+
+    #[test]
+    fn kept_message_is_compared_without_being_made_again() {
+        let two = [
+            CollectError::Io("a".into()),
+            CollectError::NoData("b; c".into()),
+        ];
+        let joined = join_errors(&two);
+        assert_eq!(joined, "io: a; no data: b; c");
+        assert!(same_message(&two, &joined));
+        assert!(same_message(&[], ""));
+        assert!(!same_message(&[], &joined));
+        assert!(!same_message(&two, ""));
+        assert!(
+            !same_message(&two[..1], &joined),
+            "a prefix is not the same"
+        );
+        assert!(!same_message(&two, "io: a"), "nor is a longer list");
+        assert!(!same_message(&two, "io: a; no data: b; d"));
+        assert!(same_message(&[CollectError::Timeout], "timed out"));
+    }
 
     static X: Desc = Desc {
         name: "clock_test_x",

@@ -414,7 +414,13 @@ fn read_static(roots: &Roots, use_cpuid: bool) -> StaticFacts {
             None
         }
     };
-    let cpu = flags.as_deref().map(cpu_families).unwrap_or_default();
+    let cpu = flags
+        .as_deref()
+        .map(cpu_families)
+        .unwrap_or_default()
+        .into_iter()
+        .map(Family::into_shared)
+        .collect();
 
     let mut evidence = VirtEvidence {
         cpuid: if use_cpuid { cpuid::query() } else { None },
