@@ -176,6 +176,8 @@ pub struct Ntpd {
     /// The counters behind `clock_server_requests_total`, and the lock that
     /// makes full queries take turns, so that readings reach it in order.
     served: tokio::sync::Mutex<Served>,
+    /// Why a scrape skipped ntpd, made once (it is the same every time).
+    skipped: String,
 }
 
 impl Ntpd {
@@ -193,6 +195,9 @@ impl Ntpd {
             presence: Presence::new(Daemon::Ntpd.label(), explicit),
             sequence: AtomicU16::new(seed as u16),
             served: tokio::sync::Mutex::new(Served::default()),
+            skipped: format!(
+                "ntpd at {address} did not answer; skipped until a background probe finds it"
+            ),
         }
     }
 
@@ -240,10 +245,7 @@ impl Collector for Ntpd {
                             let _ = me.query_recorded(false).await;
                         });
                     }
-                    return self.down(CollectError::NoData(format!(
-                        "ntpd at {} did not answer; skipped until a background probe finds it",
-                        self.address
-                    )));
+                    return self.down(CollectError::NoData(self.skipped.clone()));
                 }
             }
             let mut served = self.served.lock().await;
