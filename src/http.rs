@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
@@ -214,61 +215,10 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     )
 }
 
-type Resp = Response<Pieces>;
-
-/// A response body made of pieces written one after the other (an encoded
-/// scrape, see [`metrics::Encoded`]); its length is known up front, so it
-/// goes out with a `Content-Length`, and hyper writes all pieces in one
-/// vectored write.
-#[derive(Debug, Default)]
-pub struct Pieces {
-    pieces: std::collections::VecDeque<Bytes>,
-    len: u64,
-}
-
-impl Pieces {
-    fn one(bytes: Bytes) -> Pieces {
-        metrics::Encoded::from_bytes(bytes).into()
-    }
-}
-
-impl From<metrics::Encoded> for Pieces {
-    fn from(e: metrics::Encoded) -> Pieces {
-        let len = e.len() as u64;
-        Pieces {
-            pieces: e.into_pieces().into_iter().collect(),
-            len,
-        }
-    }
-}
-
-impl hyper::body::Body for Pieces {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        let me = self.get_mut();
-        let piece = me.pieces.pop_front();
-        if let Some(p) = &piece {
-            me.len -= p.len() as u64;
-        }
-        std::task::Poll::Ready(piece.map(|p| Ok(hyper::body::Frame::data(p))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.pieces.is_empty()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.len)
-    }
-}
+type Resp = Response<Full<Bytes>>;
 
 fn text_response(status: StatusCode, body: &str) -> Resp {
-    let mut r = Response::new(Pieces::one(Bytes::from(body.to_owned())));
+    let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -295,11 +245,11 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
         }
     };
     if !is_metrics {
-        let mut r = Response::new(if head {
-            Pieces::default()
+        let mut r = Response::new(Full::new(if head {
+            Bytes::new()
         } else {
-            Pieces::one(Bytes::from(landing_page(&app)))
-        });
+            Bytes::from(landing_page(&app))
+        }));
         r.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
@@ -309,7 +259,7 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
 
     let format = app.format_for(req.headers().get(ACCEPT));
     let body = if head {
-        Pieces::default()
+        Bytes::new()
     } else {
         let Ok(_permit) = app.scrapes.try_acquire() else {
             tracing::debug!("scrape refused: --web.max-requests reached");
@@ -319,9 +269,9 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
             ));
         };
         let families = app.scraper.scrape().await;
-        app.encoder.encode(families, format).into()
+        app.encoder.encode(families, format)
     };
-    let mut r = Response::new(body);
+    let mut r = Response::new(Full::new(body));
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
@@ -431,44 +381,6 @@ mod tests {
             Some(Format::Text),
             "a long header is not kept"
         );
-    }
-
-    #[tokio::test]
-    async fn pieces_body_sends_every_piece_with_its_length_known() {
-        use http_body_util::BodyExt as _;
-        use hyper::body::Body as _;
-        static G: metrics::Desc = metrics::Desc {
-            name: "clock_test_pieces",
-            help: "Test.",
-            kind: metrics::Kind::Gauge,
-            labels: &["n"],
-        };
-        static H: metrics::Desc = metrics::Desc {
-            name: "clock_test_pieces_changing",
-            help: "Test.",
-            kind: metrics::Kind::Gauge,
-            labels: &[],
-        };
-        let enc = metrics::Encoder::default();
-        let scrape = |v: f64| {
-            vec![
-                G.family().with(metrics::labels!["a"], 1.0),
-                H.single(v),
-                G.family().with(metrics::labels!["b"], 1.0),
-            ]
-        };
-        let _ = enc.encode(scrape(1.0), Format::OpenMetrics);
-        let encoded = enc.encode(scrape(2.0), Format::OpenMetrics);
-        let want = metrics::encode(scrape(2.0), Format::OpenMetrics);
-        assert!(encoded.clone().into_pieces().len() > 1);
-        let body = Pieces::from(encoded);
-        assert_eq!(body.size_hint().exact(), Some(want.len() as u64));
-        assert!(!body.is_end_stream());
-        let got = body.collect().await.expect("infallible").to_bytes();
-        assert_eq!(got, want.as_bytes());
-        let empty = Pieces::default();
-        assert!(empty.is_end_stream());
-        assert_eq!(empty.size_hint().exact(), Some(0));
     }
 
     #[test]

@@ -11,7 +11,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use smallvec::SmallVec;
 
 use prometheus_client::collector::Collector as PcCollector;
@@ -451,91 +450,24 @@ fn same_samples_text(a: &[Sample], b: &[Sample]) -> bool {
 /// `prometheus-client` as before, family by family, so the output is byte for
 /// byte what [`encode`] gives.
 ///
-/// The text is not copied either: the body is a list of pieces, each a
-/// shared slice of a buffer made by an earlier scrape (a run of unchanged
-/// families that were neighbours there) or of this scrape's buffer (the
-/// changed families), and the memo keeps each family's place.
+/// The last body is kept whole (the response shares it, it is not copied),
+/// with each family's place in it: families that are unchanged and were
+/// neighbours last time are copied in one run, and a changed family is
+/// encoded straight into the new body.
 #[derive(Debug, Default)]
 pub struct Encoder {
-    /// Per format: the last scrape's families and the buffers their text is in.
+    /// Per format: the last scrape's body and families.
     memo: [std::sync::Mutex<Memo>; 2],
 }
 
-/// The families of the last scrape of one format with the place of their
-/// text (taken out as they are reused), the buffers those places are in, and
-/// a registry that encodes one family at a time without copying it.
+/// The last body of one format, each family of it with its place in the body
+/// (taken out as they are reused), and a registry that encodes one family at
+/// a time without copying it.
 #[derive(Debug, Default)]
 struct Memo {
-    buffers: Vec<Bytes>,
-    families: Vec<Option<(Family, Place)>>,
+    body: Arc<String>,
+    families: Vec<Option<(Family, std::ops::Range<usize>)>>,
     one: OneFamily,
-}
-
-/// Where a text is: a range of one of [`Memo::buffers`], or of the buffer
-/// being made ([`FRESH`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Place {
-    buffer: usize,
-    start: usize,
-    end: usize,
-}
-
-/// The buffer of the scrape being encoded.
-const FRESH: usize = usize::MAX;
-
-/// More pieces than this are joined into one body: hyper queues at most 16
-/// buffers per write, and a body of many small pieces costs more system
-/// calls than copying them (a host with many peers, whose families change
-/// on every scrape).
-const MAX_PIECES: usize = 12;
-
-/// One encoded scrape: pieces of text that follow each other.
-#[derive(Debug, Clone, Default)]
-pub struct Encoded {
-    pieces: SmallVec<[Bytes; 8]>,
-}
-
-impl Encoded {
-    /// The whole text's length in bytes.
-    pub fn len(&self) -> usize {
-        self.pieces.iter().map(Bytes::len).sum()
-    }
-
-    /// Whether there is no text.
-    pub fn is_empty(&self) -> bool {
-        self.pieces.iter().all(Bytes::is_empty)
-    }
-
-    /// The pieces, in order, none of them empty.
-    pub fn into_pieces(self) -> SmallVec<[Bytes; 8]> {
-        self.pieces
-    }
-
-    /// The whole text in one buffer (copied unless it is one piece).
-    pub fn to_bytes(&self) -> Bytes {
-        match self.pieces.as_slice() {
-            [] => Bytes::new(),
-            [one] => one.clone(),
-            many => Bytes::from(many.concat()),
-        }
-    }
-}
-
-impl Encoded {
-    /// A text of one piece.
-    pub fn from_bytes(text: Bytes) -> Encoded {
-        let mut pieces = SmallVec::new();
-        if !text.is_empty() {
-            pieces.push(text);
-        }
-        Encoded { pieces }
-    }
-}
-
-impl From<String> for Encoded {
-    fn from(text: String) -> Self {
-        Encoded::from_bytes(Bytes::from(text))
-    }
 }
 
 /// A `prometheus-client` registry whose only collector encodes whatever
@@ -585,7 +517,7 @@ impl PcCollector for Slot {
 
 impl Encoder {
     /// Encodes families in the given format.
-    pub fn encode(&self, families: Vec<Family>, format: Format) -> Encoded {
+    pub fn encode(&self, families: Vec<Family>, format: Format) -> bytes::Bytes {
         let slot = match format {
             Format::OpenMetrics => 0,
             Format::Text => 1,
@@ -596,9 +528,11 @@ impl Encoder {
             return encode(families, format).into();
         };
         let memo = &mut *memo;
-        let mut fresh = String::new();
-        let mut places: SmallVec<[Place; 16]> = SmallVec::new();
+        let mut out = String::with_capacity(memo.body.len() + 256);
         let mut next = Vec::with_capacity(families.len());
+        // The run of the last body still to be copied, extended while reused
+        // families follow each other there.
+        let mut run = 0..0;
         for (i, f) in families.into_iter().enumerate() {
             // Families come in the same order every scrape: look at the same
             // place first, then anywhere.
@@ -613,78 +547,46 @@ impl Encoder {
                     })
                     .and_then(Option::take),
             };
-            let (f, place) = match kept {
-                Some((k, place)) if same_text(&k, &f) => (Some(f), place),
-                _ => {
-                    let start = fresh.len();
-                    let f = memo.one.encode(f, format, &mut fresh);
-                    let end = fresh.len();
-                    (
-                        f,
-                        Place {
-                            buffer: FRESH,
-                            start,
-                            end,
-                        },
-                    )
+            let start = out.len() + run.len();
+            if let Some((_, place)) = kept.filter(|(k, _)| same_text(k, &f)) {
+                if run.end != place.start {
+                    copy_run(&memo.body, &mut run, &mut out);
+                    run.start = place.start;
                 }
-            };
-            add_place(&mut places, place);
-            next.push(f.map(|f| (f, place)));
+                run.end = place.end;
+                next.push(Some((f, start..start + place.len())));
+            } else {
+                copy_run(&memo.body, &mut run, &mut out);
+                let f = memo.one.encode(f, format, &mut out);
+                next.push(f.map(|f| (f, start..out.len())));
+            }
         }
+        copy_run(&memo.body, &mut run, &mut out);
         if format == Format::OpenMetrics {
-            let start = fresh.len();
-            write_eof(&mut fresh);
-            let end = fresh.len();
-            add_place(
-                &mut places,
-                Place {
-                    buffer: FRESH,
-                    start,
-                    end,
-                },
-            );
+            write_eof(&mut out);
         }
-        let fresh = Bytes::from(fresh);
-        let buffer = |b: usize| if b == FRESH { &fresh } else { &memo.buffers[b] };
-        let mut pieces: SmallVec<[Bytes; 8]> = places
-            .iter()
-            .map(|p| buffer(p.buffer).slice(p.start..p.end))
-            .collect();
-        if pieces.len() > MAX_PIECES {
-            pieces = SmallVec::from_elem(Bytes::from(pieces.concat()), 1);
-        }
-        // Keep only the buffers some family's text is still in.
-        let mut buffers = Vec::with_capacity(memo.buffers.len() + 1);
-        let mut renumbered: SmallVec<[(usize, usize); 8]> = SmallVec::new();
-        for (_, place) in next.iter_mut().flatten() {
-            let new =
-                if let Some(&(_, new)) = renumbered.iter().find(|(old, _)| *old == place.buffer) {
-                    new
-                } else {
-                    buffers.push(buffer(place.buffer).clone());
-                    renumbered.push((place.buffer, buffers.len() - 1));
-                    buffers.len() - 1
-                };
-            place.buffer = new;
-        }
-        memo.buffers = buffers;
+        let body = Arc::new(out);
+        memo.body = Arc::clone(&body);
         memo.families = next;
-        Encoded { pieces }
+        bytes::Bytes::from_owner(SharedText(body))
     }
 }
 
-/// Appends a place to a body's places, joined to the last one when it
-/// follows it in the same buffer.
-fn add_place(places: &mut SmallVec<[Place; 16]>, place: Place) {
-    if place.start == place.end {
-        return;
+/// A body shared by the response and the memo.
+struct SharedText(Arc<String>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
     }
-    match places.last_mut() {
-        Some(last) if last.buffer == place.buffer && last.end == place.start => {
-            last.end = place.end;
-        }
-        _ => places.push(place),
+}
+
+/// Appends the run of `body` to `out` and empties it.
+fn copy_run(body: &str, run: &mut std::ops::Range<usize>, out: &mut String) {
+    if run.start < run.end {
+        // Runs start and end at family boundaries, so slicing cannot fail.
+        out.push_str(body.get(run.clone()).unwrap_or_default());
+        *run = run.end..run.end;
     }
 }
 
@@ -938,13 +840,7 @@ mod tests {
 
     /// What an [`Encoder`] gives, as text.
     fn encoded(enc: &Encoder, families: Vec<Family>, format: Format) -> String {
-        let encoded = enc.encode(families, format);
-        let pieces = encoded.clone().into_pieces();
-        assert!(pieces.len() <= MAX_PIECES, "{} pieces", pieces.len());
-        assert!(pieces.iter().all(|p| !p.is_empty()), "an empty piece");
-        let text = encoded.to_bytes();
-        assert_eq!(text.len(), encoded.len());
-        String::from_utf8(text.to_vec()).expect("the body is UTF-8")
+        String::from_utf8(enc.encode(families, format).to_vec()).expect("the body is UTF-8")
     }
 
     #[test]
@@ -1001,72 +897,7 @@ mod tests {
         // A response keeps its body while later scrapes replace the memo.
         let held = enc.encode(vec![g.clone()], Format::Text);
         let _later = enc.encode(vec![C.single(9.0)], Format::Text);
-        assert_eq!(held.to_bytes(), encode(vec![g], Format::Text));
-    }
-
-    /// `n` gauges of their own descriptors (leaked: a test's few bytes).
-    fn gauges(n: usize, value: f64) -> Vec<Family> {
-        static DESCS: std::sync::OnceLock<Vec<&'static Desc>> = std::sync::OnceLock::new();
-        let descs = DESCS.get_or_init(|| {
-            (0..40)
-                .map(|i| {
-                    &*Box::leak(Box::new(Desc {
-                        name: Box::leak(format!("clock_test_g{i}").into_boxed_str()),
-                        help: "A test gauge.",
-                        kind: Kind::Gauge,
-                        labels: &[],
-                    }))
-                })
-                .collect()
-        });
-        descs[..n].iter().map(|d| d.single(value)).collect()
-    }
-
-    #[test]
-    fn encoder_body_is_pieces_of_kept_buffers() {
-        let enc = Encoder::default();
-        let first = gauges(10, 1.0);
-        assert_eq!(
-            enc.encode(first.clone(), Format::Text).into_pieces().len(),
-            1
-        );
-        // Unchanged: one piece, the first body again, not a copy of it.
-        let a = enc.encode(first.clone(), Format::Text).into_pieces();
-        let b = enc.encode(first.clone(), Format::Text).into_pieces();
-        assert_eq!((a.len(), b.len()), (1, 1));
-        assert_eq!(a[0].as_ptr(), b[0].as_ptr());
-        // One family changed in the middle: before it, it, after it.
-        let mut changed = first.clone();
-        changed[4] = changed[4].desc.single(2.0);
-        let got = enc.encode(changed.clone(), Format::Text);
-        assert_eq!(got.to_bytes(), encode(changed.clone(), Format::Text));
-        let pieces = got.into_pieces();
-        assert_eq!(pieces.len(), 3);
-        assert_eq!(pieces[0].as_ptr(), a[0].as_ptr(), "still the first body");
-        assert!(std::str::from_utf8(&pieces[1]).is_ok_and(|t| t.contains("clock_test_g4 2.0\n")));
-        // OpenMetrics ends with its # EOF piece.
-        assert_eq!(
-            enc.encode(first.clone(), Format::OpenMetrics)
-                .into_pieces()
-                .len(),
-            1
-        );
-        let om = enc.encode(changed, Format::OpenMetrics).into_pieces();
-        assert_eq!(om.len(), 4);
-        assert_eq!(&om[3][..], b"# EOF\n");
-        // Every other family changed: too many pieces, joined into one.
-        let alternate: Vec<Family> = gauges(40, 1.0)
-            .into_iter()
-            .enumerate()
-            .map(|(i, f)| if i % 2 == 0 { f.desc.single(3.0) } else { f })
-            .collect();
-        let _ = enc.encode(gauges(40, 1.0), Format::Text);
-        let got = enc.encode(alternate.clone(), Format::Text);
-        assert_eq!(got.to_bytes(), encode(alternate, Format::Text));
-        assert_eq!(got.into_pieces().len(), 1);
-        // And the memo still knows every family's place after that.
-        let again = enc.encode(gauges(40, 1.0), Format::Text);
-        assert_eq!(again.to_bytes(), encode(gauges(40, 1.0), Format::Text));
+        assert_eq!(held, encode(vec![g], Format::Text));
     }
 
     #[test]
