@@ -3,8 +3,8 @@
 //! Reading the call is [`crate::sys::adjtimex::read`]; everything here is a
 //! pure function of the returned `struct timex`, tested with literal values.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::errno::Errno;
 
@@ -333,14 +333,11 @@ impl Reading {
 
     /// The reading's families; `repairs_total` is the running repair count.
     pub fn families(&self, repairs_total: u64) -> Vec<Family> {
-        let mut flags = STATUS_FLAG.family_of(STATUS_FLAGS.len());
-        for (name, bit) in STATUS_FLAGS {
-            flags.push(labels![name], f64::from(u8::from(self.status & bit != 0)));
-        }
-        let mut state = STATE.family_of(STATES.len());
-        for (i, name) in STATES.iter().enumerate() {
-            state.push(labels![*name], f64::from(u8::from(self.state == i as i32)));
-        }
+        self.families_with(repairs_total, status_families(self.status, self.state))
+    }
+
+    /// The families, with the status-bit and state families given.
+    fn families_with(&self, repairs_total: u64, [flags, state]: [Family; 2]) -> Vec<Family> {
         let [jit, cal, err, stb] = self.pps_counts;
         vec![
             OFFSET.single(self.offset_seconds),
@@ -369,12 +366,57 @@ impl Reading {
     }
 }
 
+/// `clock_timex_status_flag` (one sample per bit) and `clock_timex_state`
+/// (one-hot) for a status word and a return value.
+fn status_families(status: i32, state: i32) -> [Family; 2] {
+    let mut flags = STATUS_FLAG.family_of(STATUS_FLAGS.len());
+    for (name, bit) in STATUS_FLAGS {
+        flags.push(labels![name], f64::from(u8::from(status & bit != 0)));
+    }
+    let mut states = STATE.family_of(STATES.len());
+    for (i, name) in STATES.iter().enumerate() {
+        states.push(labels![*name], f64::from(u8::from(state == i as i32)));
+    }
+    [flags, states]
+}
+
 /// The timex collector.
 #[derive(Debug)]
 struct Timex {
     user_hz: i64,
     repairs: AtomicU64,
     refused_logged: AtomicBool,
+    /// The status word and state of the last reading with their families,
+    /// shared: they change only when the NTP daemon changes them, and their
+    /// 22 samples are then neither rebuilt nor compared again.
+    last_status: Mutex<Option<(i32, i32, [Family; 2])>>,
+}
+
+impl Timex {
+    fn new(user_hz: i64) -> Timex {
+        Timex {
+            user_hz,
+            repairs: AtomicU64::new(0),
+            refused_logged: AtomicBool::new(false),
+            last_status: Mutex::new(None),
+        }
+    }
+
+    /// The status families of a reading, the kept ones while they are the same.
+    fn status_families(&self, status: i32, state: i32) -> [Family; 2] {
+        let mut last = self
+            .last_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*last {
+            Some((s, t, families)) if *s == status && *t == state => families.clone(),
+            _ => {
+                let families = status_families(status, state).map(Family::into_shared);
+                *last = Some((status, state, families.clone()));
+                families
+            }
+        }
+    }
 }
 
 fn build(_: &clap::ArgMatches, _: &Context) -> Result<Arc<dyn Collector>, String> {
@@ -383,11 +425,7 @@ fn build(_: &clap::ArgMatches, _: &Context) -> Result<Arc<dyn Collector>, String
         .flatten()
         .filter(|&hz| hz > 0)
         .unwrap_or(100);
-    Ok(Arc::new(Timex {
-        user_hz,
-        repairs: AtomicU64::new(0),
-        refused_logged: AtomicBool::new(false),
-    }))
+    Ok(Arc::new(Timex::new(user_hz)))
 }
 
 impl Timex {
@@ -401,8 +439,9 @@ impl Timex {
                 } else {
                     self.repairs.load(Ordering::Relaxed)
                 };
+                let status = self.status_families(reading.status, reading.state);
                 Collected {
-                    families: reading.families(repairs),
+                    families: reading.families_with(repairs, status),
                     errors: Vec::new(),
                 }
             }
@@ -568,11 +607,7 @@ mod tests {
     }
 
     fn collector() -> Timex {
-        Timex {
-            user_hz: 100,
-            repairs: AtomicU64::new(0),
-            refused_logged: AtomicBool::new(false),
-        }
+        Timex::new(100)
     }
 
     #[test]
@@ -603,6 +638,52 @@ mod tests {
         let c = t.outcome(Ok((glitch, 0)));
         assert_eq!(value_of(&c), 2.0);
         assert!((value(&c.families, &OFFSET, None) + 0.0015).abs() < 1e-6);
+    }
+
+    #[test]
+    fn status_families_are_kept_while_status_and_state_stay() {
+        let t = collector();
+        let synced = RawTimex {
+            status: STA_PLL,
+            ..RawTimex::default()
+        };
+        let unsynced = RawTimex {
+            status: STA_PLL | STA_UNSYNC,
+            ..RawTimex::default()
+        };
+        let status_of = |c: &Collected| {
+            let flags = crate::metrics::find(&c.families, &STATUS_FLAG)
+                .expect("flags")
+                .clone();
+            let state = crate::metrics::find(&c.families, &STATE)
+                .expect("state")
+                .clone();
+            (flags, state)
+        };
+        let (f1, s1) = status_of(&t.outcome(Ok((synced, 0))));
+        let (f2, s2) = status_of(&t.outcome(Ok((synced, 0))));
+        assert!(f1.samples.is_same_shared(&f2.samples) && s1.samples.is_same_shared(&s2.samples));
+        assert_eq!(f2.value(&["STA_UNSYNC"]), Some(0.0));
+        // A changed status word or state is read, not taken from the last one.
+        let c = t.outcome(Ok((unsynced, 0)));
+        let (f3, s3) = status_of(&c);
+        assert!(!f3.samples.is_same_shared(&f2.samples));
+        assert_eq!(f3.value(&["STA_UNSYNC"]), Some(1.0));
+        assert_eq!(f3.value(&["STA_PLL"]), Some(1.0));
+        assert_eq!(s3.value(&["TIME_OK"]), Some(1.0));
+        let c = t.outcome(Ok((unsynced, 5)));
+        let (f4, s4) = status_of(&c);
+        assert!(
+            !s4.samples.is_same_shared(&s3.samples),
+            "a changed state is rebuilt"
+        );
+        assert_eq!(f4.value(&["STA_UNSYNC"]), Some(1.0));
+        assert_eq!(s4.value(&["TIME_OK"]), Some(0.0));
+        assert_eq!(s4.value(&["TIME_ERROR"]), Some(1.0));
+        assert_eq!(value(&c.families, &SYNC_STATUS, None), 0.0);
+        // Same output as building every family afresh.
+        let fresh = Reading::from_raw(&unsynced, 5, 100).families(0);
+        assert_eq!(c.families, fresh);
     }
 
     #[test]
