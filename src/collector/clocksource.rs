@@ -626,10 +626,7 @@ pub fn is_clocksource_name(s: &str) -> bool {
 }
 
 fn garbage(path: &std::path::Path) -> fs::FileError {
-    fs::FileError {
-        path: path.to_owned(),
-        kind: fs::FileErrorKind::Garbage,
-    }
+    fs::FileError::new(path, fs::FileErrorKind::Garbage)
 }
 
 /// Driver-chosen names (PTP clocks): printable, bounded.

@@ -67,6 +67,24 @@ pub struct FileError {
 }
 
 impl FileError {
+    /// An error about `path`.
+    pub fn new(path: &Path, kind: FileErrorKind) -> FileError {
+        FileError {
+            path: path.to_owned(),
+            kind,
+        }
+    }
+
+    /// An error opening or listing `path`: missing if it does not exist.
+    fn opening(path: &Path, e: io::Error) -> FileError {
+        let kind = if e.kind() == io::ErrorKind::NotFound {
+            FileErrorKind::Missing
+        } else {
+            FileErrorKind::Io(e)
+        };
+        FileError::new(path, kind)
+    }
+
     /// Whether the file simply does not exist.
     pub fn is_missing(&self) -> bool {
         matches!(self.kind, FileErrorKind::Missing)
@@ -107,31 +125,16 @@ fn open(path: &Path) -> Result<File, FileError> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                FileError {
-                    path: path.to_owned(),
-                    kind: FileErrorKind::Missing,
-                }
-            } else {
-                io_error(path, e)
-            }
-        })
+        .map_err(|e| FileError::opening(path, e))
 }
 
 fn io_error(path: &Path, e: io::Error) -> FileError {
-    FileError {
-        path: path.to_owned(),
-        kind: FileErrorKind::Io(e),
-    }
+    FileError::new(path, FileErrorKind::Io(e))
 }
 
 /// Checks what was read: within the bound, no NUL bytes, UTF-8.
 fn text(path: &Path, buf: Vec<u8>, limit: u64) -> Result<String, FileError> {
-    let err = |kind| FileError {
-        path: path.to_owned(),
-        kind,
-    };
+    let err = |kind| FileError::new(path, kind);
     if buf.len() as u64 > limit {
         return Err(err(FileErrorKind::TooLarge(limit)));
     }
@@ -221,14 +224,7 @@ pub fn read_attr(path: &Path) -> Result<String, FileError> {
 
 /// Names of the entries of a directory that start with `prefix`, sorted.
 pub fn list_dir(dir: &Path, prefix: &str) -> Result<Vec<String>, FileError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| FileError {
-        path: dir.to_owned(),
-        kind: if e.kind() == io::ErrorKind::NotFound {
-            FileErrorKind::Missing
-        } else {
-            FileErrorKind::Io(e)
-        },
-    })?;
+    let rd = std::fs::read_dir(dir).map_err(|e| FileError::opening(dir, e))?;
     let mut names: Vec<String> = rd
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().into_string().ok())
