@@ -590,18 +590,14 @@ fn copy_run(body: &str, run: &mut std::ops::Range<usize>, out: &mut String) {
     }
 }
 
-/// Encodes families in the given format.
+/// Encodes families in the given format, all at once: the reference the
+/// [`Encoder`] is tested against, and what it falls back to.
 pub fn encode(families: Vec<Family>, format: Format) -> String {
-    encode_families(families, format, true)
-}
-
-/// Encodes families; `eof` ends OpenMetrics text with its `# EOF` line.
-fn encode_families(families: Vec<Family>, format: Format, eof: bool) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Families(families)));
     let mut out = String::with_capacity(16 * 1024);
     encode_into(&mut out, &registry, format);
-    if eof && format == Format::OpenMetrics {
+    if format == Format::OpenMetrics {
         write_eof(&mut out);
     }
     out
