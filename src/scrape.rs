@@ -1,7 +1,7 @@
 //! One scrape: every enabled collector runs concurrently under the scrape
 //! timeout, into one list of families, plus the exporter's own series.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -241,16 +241,22 @@ impl Scraper {
     }
 }
 
+/// Writes a collector's errors as one line, separated by `; `.
+fn write_errors(out: &mut impl fmt::Write, errors: &[CollectError]) -> fmt::Result {
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            out.write_str("; ")?;
+        }
+        write!(out, "{e}")?;
+    }
+    Ok(())
+}
+
 /// A collector's errors as one line; empty when none.
 fn join_errors(errors: &[CollectError]) -> String {
     let mut out = String::new();
-    for (i, e) in errors.iter().enumerate() {
-        if i > 0 {
-            out.push_str("; ");
-        }
-        // Writing into a String cannot fail.
-        let _ = write!(out, "{e}");
-    }
+    // Writing into a String cannot fail.
+    let _ = write_errors(&mut out, errors);
     out
 }
 
@@ -266,12 +272,7 @@ fn same_message(errors: &[CollectError], message: &str) -> bool {
         }
     }
     let mut rest = Compare(message);
-    for (i, e) in errors.iter().enumerate() {
-        if (i > 0 && rest.write_str("; ").is_err()) || write!(rest, "{e}").is_err() {
-            return false;
-        }
-    }
-    rest.0.is_empty()
+    write_errors(&mut rest, errors).is_ok() && rest.0.is_empty()
 }
 
 /// A collector's future, timed from its first poll to its end.
@@ -346,22 +347,12 @@ mod tests {
         }
     }
 
-    struct Slow;
-    impl Collector for Slow {
+    /// Waits this long, then answers with nothing.
+    struct Sleeps(Duration);
+    impl Collector for Sleeps {
         fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
-            Box::pin(async {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                Collected::default()
-            })
-        }
-    }
-
-    /// Waits, then answers well within the timeout.
-    struct Late;
-    impl Collector for Late {
-        fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
-            Box::pin(async {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            Box::pin(async move {
+                tokio::time::sleep(self.0).await;
                 Collected::default()
             })
         }
@@ -385,9 +376,10 @@ mod tests {
         let s = Scraper::new(
             vec![
                 ("fixed", Arc::new(Fixed(7.0)) as Arc<dyn Collector>),
-                ("slow", Arc::new(Slow)),
+                ("slow", Arc::new(Sleeps(Duration::from_secs(3600)))),
                 ("panics", Arc::new(Panics)),
-                ("late", Arc::new(Late)),
+                // Waits, then answers well within the timeout.
+                ("late", Arc::new(Sleeps(Duration::from_millis(50)))),
             ],
             Duration::from_millis(200),
         );
