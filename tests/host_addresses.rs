@@ -36,15 +36,23 @@ fn ip_succeeded(out: &std::process::Output, args: &[&str]) {
     );
 }
 
+/// A watch subscribed in `ns` outside any runtime, with whatever notices
+/// came at the start read, checked to report nothing while the namespace
+/// is idle.
+fn idle_plain_watch(ns: &Netns, subscribe: fn() -> std::io::Result<NetlinkWatch>) -> NetlinkWatch {
+    let watch = ns.enter(subscribe).expect("subscribe");
+    assert!(!watch.is_registered(), "no runtime: one recv per call");
+    let _ = watch.changed();
+    assert!(!watch.changed(), "nothing changes in an idle namespace");
+    watch
+}
+
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn watch_reports_an_address_change_once() {
     lab::require_root();
     let ns = Netns::new();
-    let watch = ns.enter(NetlinkWatch::addresses).expect("subscribe");
-    assert!(!watch.is_registered(), "no runtime: one recv per call");
-    let _ = watch.changed();
-    assert!(!watch.changed(), "nothing changes in an idle namespace");
+    let watch = idle_plain_watch(&ns, NetlinkWatch::addresses);
     ip(&ns, &["addr", "add", &format!("{ADDED}/32"), "dev", "lo"]);
     assert!(watch.changed(), "adding an address is noticed");
     assert!(!watch.changed(), "one call reads every pending notice");
@@ -57,13 +65,7 @@ fn watch_reports_an_address_change_once() {
 fn device_watch_reports_a_device_added_and_removed() {
     lab::require_root();
     let ns = Netns::new();
-    let watch = ns.enter(NetlinkWatch::devices).expect("subscribe");
-    assert!(!watch.is_registered(), "no runtime: one recv per call");
-    let _ = watch.changed();
-    assert!(
-        !watch.changed(),
-        "no device comes or goes in an idle namespace"
-    );
+    let watch = idle_plain_watch(&ns, NetlinkWatch::devices);
     ip(
         &ns,
         &["link", "add", "cw0", "type", "veth", "peer", "name", "cw1"],
