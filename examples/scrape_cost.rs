@@ -48,7 +48,7 @@ where
 }
 
 fn main() -> ExitCode {
-    let (cli, matches) = clock_exporter::cli::parse_from(std::env::args());
+    let (cli, matches) = clock_exporter::cli::parse_from(REGISTRY, std::env::args());
     let ctx = Context {
         roots: Roots {
             procfs: cli.procfs.clone(),
@@ -76,7 +76,8 @@ fn main() -> ExitCode {
             );
         };
         for reg in REGISTRY {
-            if !clock_exporter::cli::flag(&matches, &format!("collector.{}", reg.name)) {
+            if !clock_exporter::collector::flags::flag(&matches, &format!("collector.{}", reg.name))
+            {
                 continue;
             }
             let collector = match (reg.build)(&matches, &ctx) {

@@ -6,9 +6,10 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Arg, ArgAction, ArgMatches, Command, FromArgMatches, Parser, ValueEnum};
+use clap::{ArgMatches, Command, FromArgMatches, Parser, ValueEnum};
 
-use crate::collector::REGISTRY;
+use crate::collector::Registration;
+use crate::collector::flags::{bool_flag, parse_duration};
 
 /// The default listen port: in the exporter range 9100–9999 and not used by
 /// node_exporter (9100), chrony_exporter (9123), blackbox (9115) or
@@ -86,37 +87,11 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
-/// A boolean flag pair in kingpin's style: `--name` and `--no-name`, the last
-/// one given winning, `default` when neither is. Read it with [`flag`].
-pub fn bool_flag(name: &str, default: bool, help: &str) -> [Arg; 2] {
-    let no = format!("no-{name}");
-    [
-        Arg::new(name.to_owned())
-            .long(name.to_owned())
-            .action(ArgAction::SetTrue)
-            .default_value(if default { "true" } else { "false" })
-            .overrides_with(no.clone())
-            .help(format!(
-                "{help} (default: {}; --{no} to disable)",
-                if default { "enabled" } else { "disabled" }
-            )),
-        Arg::new(no.clone())
-            .long(no)
-            .action(ArgAction::SetTrue)
-            .overrides_with(name.to_owned())
-            .hide(true),
-    ]
-}
-
-/// Reads a flag pair declared with [`bool_flag`].
-pub fn flag(m: &ArgMatches, name: &str) -> bool {
-    !m.get_flag(&format!("no-{name}")) && m.get_flag(name)
-}
-
-/// The full command: global flags, then each collector's enable flag and options.
-pub fn command() -> Command {
+/// The full command: global flags, then the enable flag and options of each
+/// collector in `registry`.
+pub fn command(registry: &[Registration]) -> Command {
     let mut cmd = <Cli as clap::CommandFactory>::command();
-    for reg in REGISTRY {
+    for reg in registry {
         cmd = cmd.args(bool_flag(
             &format!("collector.{}", reg.name),
             reg.default_enabled,
@@ -127,41 +102,16 @@ pub fn command() -> Command {
     cmd
 }
 
-/// Parses the process's arguments (exits with usage on error, as clap does).
-pub fn parse() -> (Cli, ArgMatches) {
-    parse_from(std::env::args_os())
-}
-
-/// Parses the given arguments.
-pub fn parse_from<I, T>(args: I) -> (Cli, ArgMatches)
+/// Parses the given arguments against the global flags and those of the
+/// collectors in `registry` (exits with usage on error, as clap does).
+pub fn parse_from<I, T>(registry: &[Registration], args: I) -> (Cli, ArgMatches)
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let m = command().get_matches_from(args);
+    let m = command(registry).get_matches_from(args);
     let cli = Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit());
     (cli, m)
-}
-
-/// Parses a duration the way Prometheus writes them: a number and a unit
-/// (`ms`, `s`, `m`, `h`), e.g. `500ms`, `5s`, `1m`; decimals allowed.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{s:?}: missing unit (ms, s, m or h)"))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: not a number followed by a unit"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
 fn parse_path(s: &str) -> Result<String, String> {
@@ -190,18 +140,11 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collector::REGISTRY;
+    use crate::collector::flags::flag;
 
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("1e999s").is_err());
-        assert!(parse_duration("-1s").is_err());
+    fn parse(args: &[&str]) -> (Cli, ArgMatches) {
+        parse_from(REGISTRY, std::iter::once("x").chain(args.iter().copied()))
     }
 
     #[test]
@@ -220,23 +163,23 @@ mod tests {
 
     #[test]
     fn collector_flags_come_from_the_table_and_the_last_one_wins() {
-        let (_, m) = parse_from(["x"]);
+        let (_, m) = parse(&[]);
         assert!(flag(&m, "collector.timex"));
-        let (_, m) = parse_from(["x", "--no-collector.timex"]);
+        let (_, m) = parse(&["--no-collector.timex"]);
         assert!(!flag(&m, "collector.timex"));
-        let (_, m) = parse_from(["x", "--no-collector.timex", "--collector.timex"]);
+        let (_, m) = parse(&["--no-collector.timex", "--collector.timex"]);
         assert!(flag(&m, "collector.timex"));
-        let (_, m) = parse_from(["x", "--collector.timex", "--no-collector.timex"]);
+        let (_, m) = parse(&["--collector.timex", "--no-collector.timex"]);
         assert!(!flag(&m, "collector.timex"));
         for reg in REGISTRY {
-            let (_, m) = parse_from(["x".to_owned(), format!("--no-collector.{}", reg.name)]);
+            let (_, m) = parse(&[&format!("--no-collector.{}", reg.name)]);
             assert!(!flag(&m, &format!("collector.{}", reg.name)));
         }
     }
 
     #[test]
     fn defaults() {
-        let (cli, _) = parse_from(["x"]);
+        let (cli, _) = parse(&[]);
         assert_eq!(cli.listen_addresses, vec![":9857".to_owned()]);
         assert_eq!(cli.telemetry_path, "/metrics");
         assert_eq!(cli.max_requests, 40);
@@ -246,6 +189,6 @@ mod tests {
 
     #[test]
     fn command_is_consistent() {
-        command().debug_assert();
+        command(REGISTRY).debug_assert();
     }
 }

@@ -24,6 +24,12 @@ use crate::collector::Context;
 use crate::scrape::Scraper;
 use crate::sys::fs::Roots;
 
+/// Parses the process's arguments against the global flags and every
+/// collector's (exits with usage on error, as clap does).
+pub fn parse_args() -> (Cli, clap::ArgMatches) {
+    cli::parse_from(collector::REGISTRY, std::env::args_os())
+}
+
 /// Installs the global logger on stderr.
 pub fn init_logging(level: LogLevel, format: LogFormat) {
     let level = match level {

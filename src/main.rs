@@ -1,7 +1,7 @@
 //! The clock_exporter binary: parse flags, set up logging, run.
 
 fn main() -> std::process::ExitCode {
-    let (cli, matches) = clock_exporter::cli::parse();
+    let (cli, matches) = clock_exporter::parse_args();
     clock_exporter::init_logging(cli.log_level, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -77,14 +77,43 @@ impl Desc {
     }
 }
 
-/// Declares a `pub static` [`Desc`]: `desc!(ID, "name", Gauge, ["label"], "Help.")`.
-macro_rules! desc {
-    ($id:ident, $name:literal, $kind:ident, [$($l:literal),*], $help:literal) => {
-        /// See the help text.
-        pub static $id: Desc = Desc { name: $name, help: $help, kind: Kind::$kind, labels: &[$($l),*] };
+/// Declares metric families, the one way this crate does: each entry becomes
+/// a `static` [`Desc`] (its help text is also its doc comment), and the list
+/// names them all, in order, so a collector's catalogue can never miss one it
+/// declares.
+///
+/// ```ignore
+/// metrics! {
+///     /// The families only this collector emits.
+///     pub static METRICS = [
+///         OFFSET: Gauge("clock_x_offset_seconds", [], "Offset of x, in seconds."),
+///         REQUESTS: Counter("clock_x_requests", ["peer"], "Requests x answered."),
+///     ];
+/// }
+/// ```
+///
+/// Counter names are given without `_total`, which the encoders add.
+macro_rules! metrics {
+    (
+        $(#[$meta:meta])*
+        $vis:vis static $list:ident = [
+            $( $id:ident : $kind:ident ( $name:literal, [$($label:literal),* $(,)?], $help:literal $(,)? ) ),* $(,)?
+        ];
+    ) => {
+        $(
+            #[doc = $help]
+            $vis static $id: $crate::metrics::Desc = $crate::metrics::Desc {
+                name: $name,
+                help: $help,
+                kind: $crate::metrics::Kind::$kind,
+                labels: &[$($label),*],
+            };
+        )*
+        $(#[$meta])*
+        $vis static $list: &[&$crate::metrics::Desc] = &[$(&$id),*];
     };
 }
-pub(crate) use desc;
+pub(crate) use metrics;
 
 /// One label value. A scrape builds a few hundred of them, most of them
 /// known before it starts (flag and state names, collector names, facts read
@@ -699,24 +728,14 @@ impl EncodeMetric for Value {
 mod tests {
     use super::*;
 
-    static G: Desc = Desc {
-        name: "clock_test_gauge_seconds",
-        help: "A test gauge.",
-        kind: Kind::Gauge,
-        labels: &["peer"],
-    };
-    static C: Desc = Desc {
-        name: "clock_test_requests",
-        help: "A test counter.",
-        kind: Kind::Counter,
-        labels: &[],
-    };
-    static E: Desc = Desc {
-        name: "clock_test_empty",
-        help: "Never filled.",
-        kind: Kind::Gauge,
-        labels: &["x"],
-    };
+    metrics! {
+        #[allow(dead_code)] // the descriptors are what the tests use
+        static TEST = [
+            G: Gauge("clock_test_gauge_seconds", ["peer"], "A test gauge."),
+            C: Counter("clock_test_requests", [], "A test counter."),
+            E: Gauge("clock_test_empty", ["x"], "Never filled."),
+        ];
+    }
 
     fn sample() -> Vec<Family> {
         vec![

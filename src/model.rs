@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use crate::metrics::{Desc, Family, Kind, LabelValue, desc, labels};
+use crate::metrics::{Desc, Family, LabelValue, labels, metrics};
 
 /// Which daemon a series comes from (the `daemon` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,186 +174,121 @@ pub struct DaemonReport {
     pub server_requests_total: Option<u64>,
 }
 
-desc!(
-    DAEMON_UP,
-    "clock_daemon_up",
-    Gauge,
-    ["daemon"],
-    "1 when the time daemon answered this scrape, 0 when it did not."
-);
-desc!(
-    SYNC_OFFSET,
-    "clock_sync_offset_seconds",
-    Gauge,
-    ["daemon"],
-    "Offset of the daemon's reference from the local clock, in seconds, positive when the local clock is behind."
-);
-desc!(
-    SYNC_STRATUM,
-    "clock_sync_stratum",
-    Gauge,
-    ["daemon"],
-    "Stratum of the local clock as the daemon reports it."
-);
-desc!(
-    SYNC_LEAP,
-    "clock_sync_leap",
-    Gauge,
-    ["daemon"],
-    "Leap indicator of the daemon: 0 none, 1 insert second, 2 delete second, 3 unsynchronised."
-);
-desc!(
-    SYNC_ROOT_DELAY,
-    "clock_sync_root_delay_seconds",
-    Gauge,
-    ["daemon"],
-    "Round-trip delay to the primary reference, in seconds."
-);
-desc!(
-    SYNC_ROOT_DISPERSION,
-    "clock_sync_root_dispersion_seconds",
-    Gauge,
-    ["daemon"],
-    "Dispersion accumulated up to the primary reference, in seconds."
-);
-desc!(
-    SYNC_FREQUENCY,
-    "clock_sync_frequency_ratio",
-    Gauge,
-    ["daemon"],
-    "Frequency correction the daemon applies, as a ratio with the kernel's sign (positive speeds the clock up)."
-);
-desc!(
-    SYNC_WANDER,
-    "clock_sync_frequency_wander_ratio",
-    Gauge,
-    ["daemon"],
-    "The daemon's estimate of its frequency error (ntpd clk_wander, chrony skew), as a ratio."
-);
-desc!(
-    SYNC_JITTER,
-    "clock_sync_jitter_seconds",
-    Gauge,
-    ["daemon"],
-    "System jitter (ntpd sys_jitter, chrony RMS offset), in seconds."
-);
-desc!(
-    SYNC_POLL,
-    "clock_sync_poll_interval_seconds",
-    Gauge,
-    ["daemon"],
-    "The daemon's polling or clock update interval, in seconds."
-);
-desc!(
-    SYNC_INFO,
-    "clock_sync_info",
-    Gauge,
-    ["daemon", "reference"],
-    "The daemon's system peer: canonical address, or refid for a reference clock."
-);
-desc!(
-    PEER_OFFSET,
-    "clock_peer_offset_seconds",
-    Gauge,
-    ["daemon", "peer"],
-    "Peer clock minus local clock, in seconds (positive when the peer is ahead)."
-);
-desc!(
-    PEER_DELAY,
-    "clock_peer_delay_seconds",
-    Gauge,
-    ["daemon", "peer"],
-    "Round-trip delay to the peer, in seconds."
-);
-desc!(
-    PEER_JITTER,
-    "clock_peer_jitter_seconds",
-    Gauge,
-    ["daemon", "peer"],
-    "Jitter of the peer's offset samples, in seconds."
-);
-desc!(
-    PEER_DISPERSION,
-    "clock_peer_dispersion_seconds",
-    Gauge,
-    ["daemon", "peer"],
-    "Dispersion of the peer, in seconds."
-);
-desc!(
-    PEER_ERROR_BOUND,
-    "clock_peer_error_bound_seconds",
-    Gauge,
-    ["daemon", "peer"],
-    "Half-width of the interval the daemon trusts for the peer's offset (ntpd root distance, chrony latest_meas_err), in seconds."
-);
-desc!(
-    PEER_STRATUM,
-    "clock_peer_stratum",
-    Gauge,
-    ["daemon", "peer"],
-    "Stratum of the peer."
-);
-desc!(
-    PEER_REACH,
-    "clock_peer_reachability_ratio",
-    Gauge,
-    ["daemon", "peer"],
-    "Share of the last eight polls of the peer that were answered."
-);
-desc!(
-    PEER_POLL,
-    "clock_peer_poll_interval_seconds",
-    Gauge,
-    ["daemon", "peer"],
-    "Interval between polls of the peer, in seconds."
-);
-desc!(
-    PEER_STATE,
-    "clock_peer_state",
-    Gauge,
-    ["daemon", "peer", "state"],
-    "Selection state of the peer, 1 for the current state."
-);
-desc!(
-    PEER_INFO,
-    "clock_peer_info",
-    Gauge,
-    ["daemon", "peer", "kind", "refid"],
-    "What the peer is (server, peer, pool, refclock, local) and its reference id."
-);
-desc!(
-    SERVER_REQUESTS,
-    "clock_server_requests",
-    Counter,
-    ["daemon"],
-    "NTP requests from clients that this host's daemon received as a server."
-);
-
-/// Every family the shared model emits.
-pub static METRICS: &[&Desc] = &[
-    &DAEMON_UP,
-    &SYNC_OFFSET,
-    &SYNC_STRATUM,
-    &SYNC_LEAP,
-    &SYNC_ROOT_DELAY,
-    &SYNC_ROOT_DISPERSION,
-    &SYNC_FREQUENCY,
-    &SYNC_WANDER,
-    &SYNC_JITTER,
-    &SYNC_POLL,
-    &SYNC_INFO,
-    &PEER_OFFSET,
-    &PEER_DELAY,
-    &PEER_JITTER,
-    &PEER_DISPERSION,
-    &PEER_ERROR_BOUND,
-    &PEER_STRATUM,
-    &PEER_REACH,
-    &PEER_POLL,
-    &PEER_STATE,
-    &PEER_INFO,
-    &SERVER_REQUESTS,
-];
+metrics! {
+    /// Every family the shared model emits.
+    pub static METRICS = [
+        DAEMON_UP: Gauge(
+            "clock_daemon_up",
+            ["daemon"],
+            "1 when the time daemon answered this scrape, 0 when it did not."
+        ),
+        SYNC_OFFSET: Gauge(
+            "clock_sync_offset_seconds",
+            ["daemon"],
+            "Offset of the daemon's reference from the local clock, in seconds, positive when the local clock is behind."
+        ),
+        SYNC_STRATUM: Gauge(
+            "clock_sync_stratum",
+            ["daemon"],
+            "Stratum of the local clock as the daemon reports it."
+        ),
+        SYNC_LEAP: Gauge(
+            "clock_sync_leap",
+            ["daemon"],
+            "Leap indicator of the daemon: 0 none, 1 insert second, 2 delete second, 3 unsynchronised."
+        ),
+        SYNC_ROOT_DELAY: Gauge(
+            "clock_sync_root_delay_seconds",
+            ["daemon"],
+            "Round-trip delay to the primary reference, in seconds."
+        ),
+        SYNC_ROOT_DISPERSION: Gauge(
+            "clock_sync_root_dispersion_seconds",
+            ["daemon"],
+            "Dispersion accumulated up to the primary reference, in seconds."
+        ),
+        SYNC_FREQUENCY: Gauge(
+            "clock_sync_frequency_ratio",
+            ["daemon"],
+            "Frequency correction the daemon applies, as a ratio with the kernel's sign (positive speeds the clock up)."
+        ),
+        SYNC_WANDER: Gauge(
+            "clock_sync_frequency_wander_ratio",
+            ["daemon"],
+            "The daemon's estimate of its frequency error (ntpd clk_wander, chrony skew), as a ratio."
+        ),
+        SYNC_JITTER: Gauge(
+            "clock_sync_jitter_seconds",
+            ["daemon"],
+            "System jitter (ntpd sys_jitter, chrony RMS offset), in seconds."
+        ),
+        SYNC_POLL: Gauge(
+            "clock_sync_poll_interval_seconds",
+            ["daemon"],
+            "The daemon's polling or clock update interval, in seconds."
+        ),
+        SYNC_INFO: Gauge(
+            "clock_sync_info",
+            ["daemon", "reference"],
+            "The daemon's system peer: canonical address, or refid for a reference clock."
+        ),
+        PEER_OFFSET: Gauge(
+            "clock_peer_offset_seconds",
+            ["daemon", "peer"],
+            "Peer clock minus local clock, in seconds (positive when the peer is ahead)."
+        ),
+        PEER_DELAY: Gauge(
+            "clock_peer_delay_seconds",
+            ["daemon", "peer"],
+            "Round-trip delay to the peer, in seconds."
+        ),
+        PEER_JITTER: Gauge(
+            "clock_peer_jitter_seconds",
+            ["daemon", "peer"],
+            "Jitter of the peer's offset samples, in seconds."
+        ),
+        PEER_DISPERSION: Gauge(
+            "clock_peer_dispersion_seconds",
+            ["daemon", "peer"],
+            "Dispersion of the peer, in seconds."
+        ),
+        PEER_ERROR_BOUND: Gauge(
+            "clock_peer_error_bound_seconds",
+            ["daemon", "peer"],
+            "Half-width of the interval the daemon trusts for the peer's offset (ntpd root distance, chrony latest_meas_err), in seconds."
+        ),
+        PEER_STRATUM: Gauge(
+            "clock_peer_stratum",
+            ["daemon", "peer"],
+            "Stratum of the peer."
+        ),
+        PEER_REACH: Gauge(
+            "clock_peer_reachability_ratio",
+            ["daemon", "peer"],
+            "Share of the last eight polls of the peer that were answered."
+        ),
+        PEER_POLL: Gauge(
+            "clock_peer_poll_interval_seconds",
+            ["daemon", "peer"],
+            "Interval between polls of the peer, in seconds."
+        ),
+        PEER_STATE: Gauge(
+            "clock_peer_state",
+            ["daemon", "peer", "state"],
+            "Selection state of the peer, 1 for the current state."
+        ),
+        PEER_INFO: Gauge(
+            "clock_peer_info",
+            ["daemon", "peer", "kind", "refid"],
+            "What the peer is (server, peer, pool, refclock, local) and its reference id."
+        ),
+        SERVER_REQUESTS: Counter(
+            "clock_server_requests",
+            ["daemon"],
+            "NTP requests from clients that this host's daemon received as a server."
+        ),
+    ];
+}
 
 /// `clock_daemon_up` for one daemon.
 pub fn up_family(daemon: Daemon, up: bool) -> Family {

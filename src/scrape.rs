@@ -13,34 +13,28 @@ use futures_util::future::maybe_done;
 use tokio::time::{Instant, Sleep};
 
 use crate::collector::{BoxFuture, CollectError, Collected, Collector, Context, REGISTRY};
-use crate::metrics::{Desc, Family, Kind, labels};
+use crate::metrics::{Family, labels, metrics};
 
-/// Per-collector success.
-pub static SUCCESS: Desc = Desc {
-    name: "clock_scrape_collector_success",
-    help: "1 when the collector gathered everything it expected in this scrape, 0 when it failed or timed out.",
-    kind: Kind::Gauge,
-    labels: &["collector"],
-};
-
-/// Per-collector duration.
-pub static DURATION: Desc = Desc {
-    name: "clock_scrape_collector_duration_seconds",
-    help: "Time the collector took in this scrape, in seconds.",
-    kind: Kind::Gauge,
-    labels: &["collector"],
-};
-
-/// Build information.
-pub static BUILD_INFO: Desc = Desc {
-    name: "clock_exporter_build_info",
-    help: "The exporter's version and the source revision it was built from.",
-    kind: Kind::Gauge,
-    labels: &["version", "revision"],
-};
-
-/// The exporter's own families.
-pub static METRICS: &[&Desc] = &[&SUCCESS, &DURATION, &BUILD_INFO];
+metrics! {
+    /// The exporter's own families.
+    pub static METRICS = [
+        SUCCESS: Gauge(
+            "clock_scrape_collector_success",
+            ["collector"],
+            "1 when the collector gathered everything it expected in this scrape, 0 when it failed or timed out."
+        ),
+        DURATION: Gauge(
+            "clock_scrape_collector_duration_seconds",
+            ["collector"],
+            "Time the collector took in this scrape, in seconds."
+        ),
+        BUILD_INFO: Gauge(
+            "clock_exporter_build_info",
+            ["version", "revision"],
+            "The exporter's version and the source revision it was built from."
+        ),
+    ];
+}
 
 /// The exporter's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -84,7 +78,7 @@ impl Scraper {
     ) -> Result<Scraper, String> {
         let mut entries = Vec::new();
         for reg in REGISTRY {
-            if crate::cli::flag(m, &format!("collector.{}", reg.name)) {
+            if crate::collector::flags::flag(m, &format!("collector.{}", reg.name)) {
                 let collector =
                     (reg.build)(m, ctx).map_err(|e| format!("collector {}: {e}", reg.name))?;
                 entries.push(Entry {
@@ -306,6 +300,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
     use crate::collector::BoxFuture;
+    use crate::metrics::Desc;
 
     #[test]
     fn kept_message_is_compared_without_being_made_again() {
@@ -328,12 +323,10 @@ mod tests {
         assert!(same_message(&[CollectError::Timeout], "timed out"));
     }
 
-    static X: Desc = Desc {
-        name: "clock_test_x",
-        help: "Test.",
-        kind: Kind::Gauge,
-        labels: &[],
-    };
+    metrics! {
+        #[allow(dead_code)] // the descriptors are what the tests use
+        static TEST = [X: Gauge("clock_test_x", [], "Test.")];
+    }
 
     struct Fixed(f64);
     impl Collector for Fixed {

@@ -25,7 +25,6 @@ use tokio::time::Instant;
 
 use super::daemon::{Gate, Presence};
 use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration};
-use crate::metrics::Desc;
 use crate::model::{self, Daemon};
 use crate::proto::cmdmon::{self, MAX_DATAGRAM, MAX_SOURCES, Reply, ReplyError, Request, Status};
 use crate::sys::cmdmon::{Connection, Endpoint, TransportError};
@@ -38,42 +37,10 @@ pub const REGISTRATION: Registration = Registration {
     name: "chrony",
     help: "chronyd's tracking, sources and server statistics over its command protocol",
     default_enabled: true,
-    metrics: &[model::METRICS, METRICS],
+    metrics: &[model::METRICS, report::METRICS],
     args,
     build,
 };
-
-/// The families only chrony emits; the shared model's are listed beside them in REGISTRATION.
-pub static METRICS: &[&Desc] = &[
-    &report::TRACKING_INFO,
-    &report::TRACKING_LAST_OFFSET,
-    &report::TRACKING_RESIDUAL_FREQUENCY,
-    &report::TRACKING_REFERENCE_TIME,
-    &report::PEER_ADJUSTED_OFFSET,
-    &report::PEER_MEASURED_OFFSET,
-    &report::PEER_LAST_SAMPLE_AGE,
-    &report::PEER_SAMPLES,
-    &report::PEER_SAMPLE_SPAN,
-    &report::PEER_FREQUENCY,
-    &report::PEER_FREQUENCY_SKEW,
-    &report::PEER_ESTIMATED_OFFSET,
-    &report::PEER_ESTIMATED_OFFSET_ERROR,
-    &report::PEER_ROOT_DELAY,
-    &report::PEER_ROOT_DISPERSION,
-    &report::PEER_ROOT_DISTANCE,
-    &report::PEER_LEAP,
-    &report::SERVER_NTP_DROPPED,
-    &report::SERVER_COMMAND_RECEIVED,
-    &report::SERVER_COMMAND_DROPPED,
-    &report::SERVER_LOG_DROPPED,
-    &report::SERVER_NTS_KE_ACCEPTED,
-    &report::SERVER_NTS_KE_DROPPED,
-    &report::SERVER_AUTHENTICATED,
-    &report::SERVER_INTERLEAVED,
-    &report::SERVER_TIMESTAMPS,
-    &report::SERVER_TIMESTAMPS_HELD,
-    &report::SERVER_TIMESTAMP_SPAN,
-];
 
 const ADDRESS: &str = "collector.chrony.address";
 const SOCKET: &str = "collector.chrony.socket";
@@ -101,7 +68,7 @@ fn args() -> Vec<clap::Arg> {
             .long(TIMEOUT)
             .value_name("DURATION")
             .default_value("1s")
-            .value_parser(crate::cli::parse_duration)
+            .value_parser(super::flags::parse_duration)
             .help("Longest a scrape waits for chronyd's answers."),
     ]
 }

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use procfs_core::{CpuInfo, FromBufRead, FromRead, KernelCmdline};
 
+use super::flags::bool_flag;
 use super::listing::ListingCache;
 use super::{
     BoxFuture, CollectError, Collected, Collector, Context, Registration, blocking, nonblocking,
 };
-use crate::cli::bool_flag;
-use crate::metrics::{Desc, Family, Kind, labels};
+use crate::metrics::{Family, labels, metrics};
 use crate::sys::cpuid::{self, CpuidHypervisor};
 use crate::sys::fs::{self, Roots};
 use crate::sys::net::NetlinkWatch;
@@ -31,88 +31,51 @@ pub const REGISTRATION: Registration = Registration {
     build,
 };
 
-/// The current clocksource of each clocksource device.
-pub static CURRENT: Desc = Desc {
-    name: "clock_source_current_info",
-    help: "The clocksource the kernel currently uses, per clocksource device.",
-    kind: Kind::Gauge,
-    labels: &["device", "clocksource"],
-};
-
-/// The clocksources each device could use.
-pub static AVAILABLE: Desc = Desc {
-    name: "clock_source_available_info",
-    help: "A clocksource the kernel could use, per clocksource device.",
-    kind: Kind::Gauge,
-    labels: &["device", "clocksource"],
-};
-
-/// Kernel release and clock boot parameters.
-pub static KERNEL: Desc = Desc {
-    name: "clock_kernel_info",
-    help: "Kernel release and the clock-related boot parameters on its command line.",
-    kind: Kind::Gauge,
-    labels: &[
-        "release",
-        "no_kvmclock",
-        "no_kvmclock_vsyscall",
-        "clocksource",
-        "tsc",
-        "notsc",
-    ],
-};
-
-/// The hypervisor, if any.
-pub static VIRTUALIZATION: Desc = Desc {
-    name: "clock_virtualization_info",
-    help: "The hypervisor this host runs under (none on bare metal) and how it was identified.",
-    kind: Kind::Gauge,
-    labels: &["hypervisor", "method"],
-};
-
-/// Whether the TSC is invariant.
-pub static TSC_INVARIANT: Desc = Desc {
-    name: "clock_tsc_invariant",
-    help: "1 when the CPU flags show an invariant TSC (constant_tsc and nonstop_tsc), 0 otherwise.",
-    kind: Kind::Gauge,
-    labels: &[],
-};
-
-/// Clock-related CPU flags.
-pub static CPU_FLAG: Desc = Desc {
-    name: "clock_cpu_flag",
-    help: "Clock-related CPU flags from /proc/cpuinfo, 1 when the first CPU has the flag.",
-    kind: Kind::Gauge,
-    labels: &["flag"],
-};
-
-/// Every PTP hardware clock.
-pub static PTP_CLOCK: Desc = Desc {
-    name: "clock_ptp_clock_info",
-    help: "A PTP hardware clock device and the name its driver gives it.",
-    kind: Kind::Gauge,
-    labels: &["device", "clock_name"],
-};
-
-/// Whether a `ptp_kvm` clock exists.
-pub static PTP_KVM: Desc = Desc {
-    name: "clock_ptp_kvm_available",
-    help: "1 when a KVM virtual PTP clock (ptp_kvm) exists, which lets a guest measure its offset from the host.",
-    kind: Kind::Gauge,
-    labels: &[],
-};
-
-/// Every family this collector emits.
-pub static METRICS: &[&Desc] = &[
-    &CURRENT,
-    &AVAILABLE,
-    &KERNEL,
-    &VIRTUALIZATION,
-    &TSC_INVARIANT,
-    &CPU_FLAG,
-    &PTP_CLOCK,
-    &PTP_KVM,
-];
+metrics! {
+    /// Every family this collector emits.
+    pub static METRICS = [
+        CURRENT: Gauge(
+            "clock_source_current_info",
+            ["device", "clocksource"],
+            "The clocksource the kernel currently uses, per clocksource device."
+        ),
+        AVAILABLE: Gauge(
+            "clock_source_available_info",
+            ["device", "clocksource"],
+            "A clocksource the kernel could use, per clocksource device."
+        ),
+        KERNEL: Gauge(
+            "clock_kernel_info",
+            ["release", "no_kvmclock", "no_kvmclock_vsyscall", "clocksource", "tsc", "notsc"],
+            "Kernel release and the clock-related boot parameters on its command line."
+        ),
+        VIRTUALIZATION: Gauge(
+            "clock_virtualization_info",
+            ["hypervisor", "method"],
+            "The hypervisor this host runs under (none on bare metal) and how it was identified."
+        ),
+        TSC_INVARIANT: Gauge(
+            "clock_tsc_invariant",
+            [],
+            "1 when the CPU flags show an invariant TSC (constant_tsc and nonstop_tsc), 0 otherwise."
+        ),
+        CPU_FLAG: Gauge(
+            "clock_cpu_flag",
+            ["flag"],
+            "Clock-related CPU flags from /proc/cpuinfo, 1 when the first CPU has the flag."
+        ),
+        PTP_CLOCK: Gauge(
+            "clock_ptp_clock_info",
+            ["device", "clock_name"],
+            "A PTP hardware clock device and the name its driver gives it."
+        ),
+        PTP_KVM: Gauge(
+            "clock_ptp_kvm_available",
+            [],
+            "1 when a KVM virtual PTP clock (ptp_kvm) exists, which lets a guest measure its offset from the host."
+        ),
+    ];
+}
 
 /// The CPU flags published by `clock_cpu_flag`.
 pub const CLOCK_CPU_FLAGS: [&str; 7] = [
@@ -689,7 +652,7 @@ fn is_sysfs(path: &std::path::Path) -> bool {
 }
 
 fn build(m: &clap::ArgMatches, ctx: &Context) -> Result<Arc<dyn Collector>, String> {
-    let use_cpuid = crate::cli::flag(m, "collector.clocksource.cpuid");
+    let use_cpuid = super::flags::flag(m, "collector.clocksource.cpuid");
     let facts = read_static(&ctx.roots, use_cpuid);
     for p in &facts.problems {
         tracing::warn!(collector = "clocksource", problem = %p, "could not read a host fact at start");

@@ -4,6 +4,7 @@
 pub mod chrony;
 pub mod clocksource;
 pub mod daemon;
+pub mod flags;
 pub mod listing;
 pub mod ntpd;
 pub mod time;

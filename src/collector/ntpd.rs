@@ -28,9 +28,9 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use super::daemon::{Gate, Presence};
+use super::flags::{bool_flag, flag, parse_duration};
 use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration};
-use crate::cli::{bool_flag, flag, parse_duration};
-use crate::metrics::{Desc, Family, Kind, labels};
+use crate::metrics::{Family, labels, metrics};
 use crate::model::{self, Daemon, DaemonReport, Peer, PeerKind, PeerState, SyncStatus};
 use crate::proto::mode6::{
     self, AssocId, DEFAULT_RESPONSE_LIMIT, ErrorCode, Fragment, Opcode, PeerCounters, PeerReading,
@@ -63,57 +63,37 @@ pub const DEFAULT_TIMEOUT: &str = "1s";
 /// fit a default socket receive buffer.
 pub const WINDOW: usize = 64;
 
-macro_rules! desc {
-    ($id:ident, $name:literal, $kind:ident, [$($l:literal),*], $help:literal) => {
-        /// See the help text.
-        pub static $id: Desc = Desc { name: $name, help: $help, kind: Kind::$kind, labels: &[$($l),*] };
-    };
+metrics! {
+    /// The families only ntpd emits; the shared model's are listed beside
+    /// them in the collector's registration.
+    pub static METRICS = [
+        PEER_REACH_REGISTER: Gauge(
+            "clock_ntpd_peer_reach_register",
+            ["peer"],
+            "The peer's 8-bit reach register as a number (ntpq prints it in octal); bit 0 is the latest poll, set when it was answered."
+        ),
+        PEER_HOST_MODE: Gauge(
+            "clock_ntpd_peer_host_mode",
+            ["peer"],
+            "The association mode ntpd uses with the peer (hmode): 1 symmetric active, 2 symmetric passive, 3 client, 5 broadcast server, 6 broadcast client."
+        ),
+        PEER_SELECTION_CODE: Gauge(
+            "clock_ntpd_peer_selection_code",
+            ["peer"],
+            "The raw selection code ntpd gives the peer, (status >> 8) & 7: 0 reject, 1 falsetick, 2 excess, 3 outlier, 4 candidate, 5 backup, 6 sys.peer, 7 pps.peer."
+        ),
+        CONTROL_REQUESTS: Counter(
+            "clock_ntpd_control_requests",
+            [],
+            "Mode-6 control requests ntpd received since it started (ss_numctlreq, NTPsec only), including this exporter's."
+        ),
+        INFO: Gauge(
+            "clock_ntpd_info",
+            ["version"],
+            "The version string of the ntpd that answered."
+        ),
+    ];
 }
-
-desc!(
-    PEER_REACH_REGISTER,
-    "clock_ntpd_peer_reach_register",
-    Gauge,
-    ["peer"],
-    "The peer's 8-bit reach register as a number (ntpq prints it in octal); bit 0 is the latest poll, set when it was answered."
-);
-desc!(
-    PEER_HOST_MODE,
-    "clock_ntpd_peer_host_mode",
-    Gauge,
-    ["peer"],
-    "The association mode ntpd uses with the peer (hmode): 1 symmetric active, 2 symmetric passive, 3 client, 5 broadcast server, 6 broadcast client."
-);
-desc!(
-    PEER_SELECTION_CODE,
-    "clock_ntpd_peer_selection_code",
-    Gauge,
-    ["peer"],
-    "The raw selection code ntpd gives the peer, (status >> 8) & 7: 0 reject, 1 falsetick, 2 excess, 3 outlier, 4 candidate, 5 backup, 6 sys.peer, 7 pps.peer."
-);
-desc!(
-    CONTROL_REQUESTS,
-    "clock_ntpd_control_requests",
-    Counter,
-    [],
-    "Mode-6 control requests ntpd received since it started (ss_numctlreq, NTPsec only), including this exporter's."
-);
-desc!(
-    INFO,
-    "clock_ntpd_info",
-    Gauge,
-    ["version"],
-    "The version string of the ntpd that answered."
-);
-
-/// The families only ntpd emits; the shared model's are listed beside them in REGISTRATION.
-pub static METRICS: &[&Desc] = &[
-    &PEER_REACH_REGISTER,
-    &PEER_HOST_MODE,
-    &PEER_SELECTION_CODE,
-    &CONTROL_REQUESTS,
-    &INFO,
-];
 
 fn args() -> Vec<Arg> {
     let mut a = vec![

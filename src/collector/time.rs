@@ -11,7 +11,7 @@ use nix::time::{ClockId, clock_gettime};
 
 use super::listing::ListingCache;
 use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration, blocking};
-use crate::metrics::{Desc, Family, Kind, labels};
+use crate::metrics::{Family, labels, metrics};
 use crate::sys::net::{self, HostAddress, NetlinkWatch};
 
 /// The collector's table entry.
@@ -24,24 +24,21 @@ pub const REGISTRATION: Registration = Registration {
     build,
 };
 
-/// CLOCK_REALTIME.
-pub static TIME: Desc = Desc {
-    name: "clock_time_seconds",
-    help: "System time (CLOCK_REALTIME) when the exporter was scraped, in seconds since the Unix epoch.",
-    kind: Kind::Gauge,
-    labels: &[],
-};
-
-/// The host's addresses.
-pub static HOST_ADDRESS: Desc = Desc {
-    name: "clock_host_address_info",
-    help: "An IP address of this host, in canonical text, with the interface that holds it.",
-    kind: Kind::Gauge,
-    labels: &["address", "interface"],
-};
-
-/// Every family this collector emits.
-pub static METRICS: &[&Desc] = &[&TIME, &HOST_ADDRESS];
+metrics! {
+    /// Every family this collector emits.
+    pub static METRICS = [
+        TIME: Gauge(
+            "clock_time_seconds",
+            [],
+            "System time (CLOCK_REALTIME) when the exporter was scraped, in seconds since the Unix epoch."
+        ),
+        HOST_ADDRESS: Gauge(
+            "clock_host_address_info",
+            ["address", "interface"],
+            "An IP address of this host, in canonical text, with the interface that holds it."
+        ),
+    ];
+}
 
 /// The address family, from a listing of the host's interfaces.
 pub fn address_family(addrs: &[HostAddress]) -> Family {

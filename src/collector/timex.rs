@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use nix::errno::Errno;
 
 use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration, nonblocking};
-use crate::metrics::{Desc, Family, Kind, labels};
+use crate::metrics::{Family, labels, metrics};
 use crate::sys::adjtimex::{self, RawTimex};
 
 /// The collector's table entry.
@@ -65,172 +65,121 @@ pub const ARTIFACT_THRESHOLD_US: i64 = 2_147_483;
 /// Scaled-ppm fields carry a 16-bit binary fraction.
 const PPM_SCALE: f64 = 65_536.0;
 
-macro_rules! gauge {
-    ($id:ident, $name:literal, $help:literal) => {
-        /// See the help text.
-        pub static $id: Desc = Desc {
-            name: $name,
-            help: $help,
-            kind: Kind::Gauge,
-            labels: &[],
-        };
-    };
+metrics! {
+    /// Every family this collector emits.
+    pub static METRICS = [
+        OFFSET: Gauge(
+            "clock_timex_offset_seconds",
+            [],
+            "Time offset the kernel PLL is still correcting, in seconds, repaired where the kernel returns the 4.29 s artifact."
+        ),
+        FREQ: Gauge(
+            "clock_timex_frequency_adjustment_ratio",
+            [],
+            "Kernel frequency correction from the timex freq field, as a ratio (1e-6 is 1 ppm)."
+        ),
+        FREQ_EFFECTIVE: Gauge(
+            "clock_timex_effective_frequency_adjustment_ratio",
+            [],
+            "Total kernel frequency correction including the tick length that chronyd also steers, as a ratio."
+        ),
+        MAXERROR: Gauge(
+            "clock_timex_maxerror_seconds",
+            [],
+            "Kernel maximum error estimate, in seconds."
+        ),
+        ESTERROR: Gauge(
+            "clock_timex_estimated_error_seconds",
+            [],
+            "Kernel estimated error, in seconds."
+        ),
+        CONSTANT: Gauge(
+            "clock_timex_loop_time_constant",
+            [],
+            "Kernel PLL time constant."
+        ),
+        TICK: Gauge(
+            "clock_timex_tick_seconds",
+            [],
+            "Length of a kernel clock tick, in seconds."
+        ),
+        PRECISION: Gauge(
+            "clock_timex_precision_seconds",
+            [],
+            "Kernel clock precision, in seconds."
+        ),
+        TOLERANCE: Gauge(
+            "clock_timex_tolerance_ratio",
+            [],
+            "Largest frequency correction the kernel accepts, as a ratio."
+        ),
+        TAI: Gauge(
+            "clock_timex_tai_offset_seconds",
+            [],
+            "International Atomic Time minus UTC known to the kernel, in seconds."
+        ),
+        STATUS_FLAG: Gauge(
+            "clock_timex_status_flag",
+            ["flag"],
+            "Kernel clock status bits, one series per STA_* flag, 1 when set."
+        ),
+        STATE: Gauge(
+            "clock_timex_state",
+            ["state"],
+            "Kernel clock state returned by adjtimex, 1 for the current state."
+        ),
+        SYNC_STATUS: Gauge(
+            "clock_timex_sync_status",
+            [],
+            "1 unless the kernel reports the clock state TIME_ERROR (unsynchronised)."
+        ),
+        PPS_FREQ: Gauge(
+            "clock_timex_pps_frequency_ratio",
+            [],
+            "Frequency of the PPS signal relative to the system clock, as a ratio."
+        ),
+        PPS_JITTER: Gauge(
+            "clock_timex_pps_jitter_seconds",
+            [],
+            "PPS signal jitter, in seconds."
+        ),
+        PPS_SHIFT: Gauge(
+            "clock_timex_pps_calibration_interval_seconds",
+            [],
+            "PPS calibration interval, in seconds."
+        ),
+        PPS_STABIL: Gauge(
+            "clock_timex_pps_stability_ratio",
+            [],
+            "PPS signal stability, as a ratio."
+        ),
+        PPS_JITCNT: Counter(
+            "clock_timex_pps_jitter_limit_exceeded",
+            [],
+            "PPS signals whose jitter exceeded the limit, as counted by the kernel."
+        ),
+        PPS_CALCNT: Counter(
+            "clock_timex_pps_calibrations",
+            [],
+            "PPS calibration intervals, as counted by the kernel."
+        ),
+        PPS_ERRCNT: Counter(
+            "clock_timex_pps_calibration_errors",
+            [],
+            "PPS calibration errors, as counted by the kernel."
+        ),
+        PPS_STBCNT: Counter(
+            "clock_timex_pps_stability_limit_exceeded",
+            [],
+            "PPS signals whose stability exceeded the limit, as counted by the kernel."
+        ),
+        REPAIRS: Counter(
+            "clock_timex_offset_repairs",
+            [],
+            "Offset readings this exporter repaired from the kernel's 4.29 s artifact (node_exporter issue 3764)."
+        ),
+    ];
 }
-
-macro_rules! counter {
-    ($id:ident, $name:literal, $help:literal) => {
-        /// See the help text.
-        pub static $id: Desc = Desc {
-            name: $name,
-            help: $help,
-            kind: Kind::Counter,
-            labels: &[],
-        };
-    };
-}
-
-gauge!(
-    OFFSET,
-    "clock_timex_offset_seconds",
-    "Time offset the kernel PLL is still correcting, in seconds, repaired where the kernel returns the 4.29 s artifact."
-);
-gauge!(
-    FREQ,
-    "clock_timex_frequency_adjustment_ratio",
-    "Kernel frequency correction from the timex freq field, as a ratio (1e-6 is 1 ppm)."
-);
-gauge!(
-    FREQ_EFFECTIVE,
-    "clock_timex_effective_frequency_adjustment_ratio",
-    "Total kernel frequency correction including the tick length that chronyd also steers, as a ratio."
-);
-gauge!(
-    MAXERROR,
-    "clock_timex_maxerror_seconds",
-    "Kernel maximum error estimate, in seconds."
-);
-gauge!(
-    ESTERROR,
-    "clock_timex_estimated_error_seconds",
-    "Kernel estimated error, in seconds."
-);
-gauge!(
-    CONSTANT,
-    "clock_timex_loop_time_constant",
-    "Kernel PLL time constant."
-);
-gauge!(
-    TICK,
-    "clock_timex_tick_seconds",
-    "Length of a kernel clock tick, in seconds."
-);
-gauge!(
-    PRECISION,
-    "clock_timex_precision_seconds",
-    "Kernel clock precision, in seconds."
-);
-gauge!(
-    TOLERANCE,
-    "clock_timex_tolerance_ratio",
-    "Largest frequency correction the kernel accepts, as a ratio."
-);
-gauge!(
-    TAI,
-    "clock_timex_tai_offset_seconds",
-    "International Atomic Time minus UTC known to the kernel, in seconds."
-);
-gauge!(
-    PPS_FREQ,
-    "clock_timex_pps_frequency_ratio",
-    "Frequency of the PPS signal relative to the system clock, as a ratio."
-);
-gauge!(
-    PPS_JITTER,
-    "clock_timex_pps_jitter_seconds",
-    "PPS signal jitter, in seconds."
-);
-gauge!(
-    PPS_SHIFT,
-    "clock_timex_pps_calibration_interval_seconds",
-    "PPS calibration interval, in seconds."
-);
-gauge!(
-    PPS_STABIL,
-    "clock_timex_pps_stability_ratio",
-    "PPS signal stability, as a ratio."
-);
-counter!(
-    PPS_JITCNT,
-    "clock_timex_pps_jitter_limit_exceeded",
-    "PPS signals whose jitter exceeded the limit, as counted by the kernel."
-);
-counter!(
-    PPS_CALCNT,
-    "clock_timex_pps_calibrations",
-    "PPS calibration intervals, as counted by the kernel."
-);
-counter!(
-    PPS_ERRCNT,
-    "clock_timex_pps_calibration_errors",
-    "PPS calibration errors, as counted by the kernel."
-);
-counter!(
-    PPS_STBCNT,
-    "clock_timex_pps_stability_limit_exceeded",
-    "PPS signals whose stability exceeded the limit, as counted by the kernel."
-);
-gauge!(
-    SYNC_STATUS,
-    "clock_timex_sync_status",
-    "1 unless the kernel reports the clock state TIME_ERROR (unsynchronised)."
-);
-counter!(
-    REPAIRS,
-    "clock_timex_offset_repairs",
-    "Offset readings this exporter repaired from the kernel's 4.29 s artifact (node_exporter issue 3764)."
-);
-
-/// One series per `STA_*` status bit.
-pub static STATUS_FLAG: Desc = Desc {
-    name: "clock_timex_status_flag",
-    help: "Kernel clock status bits, one series per STA_* flag, 1 when set.",
-    kind: Kind::Gauge,
-    labels: &["flag"],
-};
-
-/// The adjtimex return value, one-hot.
-pub static STATE: Desc = Desc {
-    name: "clock_timex_state",
-    help: "Kernel clock state returned by adjtimex, 1 for the current state.",
-    kind: Kind::Gauge,
-    labels: &["state"],
-};
-
-/// Every family this collector emits.
-pub static METRICS: &[&Desc] = &[
-    &OFFSET,
-    &FREQ,
-    &FREQ_EFFECTIVE,
-    &MAXERROR,
-    &ESTERROR,
-    &CONSTANT,
-    &TICK,
-    &PRECISION,
-    &TOLERANCE,
-    &TAI,
-    &STATUS_FLAG,
-    &STATE,
-    &SYNC_STATUS,
-    &PPS_FREQ,
-    &PPS_JITTER,
-    &PPS_SHIFT,
-    &PPS_STABIL,
-    &PPS_JITCNT,
-    &PPS_CALCNT,
-    &PPS_ERRCNT,
-    &PPS_STBCNT,
-    &REPAIRS,
-];
 
 /// A timex reading in base units.
 #[derive(Debug, Clone, PartialEq)]
@@ -470,6 +419,7 @@ impl Collector for Timex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Desc;
 
     const STA_PLL: i32 = 0x0001;
     const STA_UNSYNC: i32 = 0x0040;

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::counters::Counts;
-use crate::metrics::{Desc, Family, Kind, desc, labels};
+use crate::metrics::{Desc, Family, labels, metrics};
 use crate::model::{Daemon, DaemonReport, Peer, PeerKind, PeerState, SyncStatus, reachability};
 use crate::proto::cmdmon::{
     Address, NtpData, ServerStats, SourceData, SourceMode, SourceState, SourceStats, Tracking,
@@ -28,234 +28,152 @@ pub const LOCAL_LABEL: &str = "LOCL";
 
 const PPM: f64 = 1e-6;
 
-desc!(
-    TRACKING_INFO,
-    "clock_chrony_tracking_info",
-    Gauge,
-    ["reference_id", "reference_name"],
-    "The reference chronyd tracks, as chronyc tracking shows it: the reference id in hexadecimal and the address or reference clock name."
-);
-desc!(
-    TRACKING_LAST_OFFSET,
-    "clock_chrony_tracking_last_offset_seconds",
-    Gauge,
-    [],
-    "Offset of the reference from the local clock estimated at chronyd's last clock update, in seconds, positive when the local clock was behind."
-);
-desc!(
-    TRACKING_RESIDUAL_FREQUENCY,
-    "clock_chrony_tracking_residual_frequency_ratio",
-    Gauge,
-    [],
-    "Difference between the frequency the reference's measurements indicate and the one chronyd applies, as a ratio with the kernel's sign."
-);
-desc!(
-    TRACKING_REFERENCE_TIME,
-    "clock_chrony_tracking_reference_time_seconds",
-    Gauge,
-    [],
-    "Time of chronyd's last clock update, in seconds since the Unix epoch, 0 before the first."
-);
-desc!(
-    PEER_ADJUSTED_OFFSET,
-    "clock_chrony_peer_adjusted_offset_seconds",
-    Gauge,
-    ["peer"],
-    "The source's offset from chronyd's own timescale: its last measurement adjusted for the corrections chronyd made since (chronyc sources, before the brackets), in seconds, positive when the source is ahead."
-);
-desc!(
-    PEER_MEASURED_OFFSET,
-    "clock_chrony_peer_measured_offset_seconds",
-    Gauge,
-    ["peer"],
-    "The source's offset from chronyd's timescale as measured at its last sample (chronyc sources, in brackets), in seconds, positive when the source is ahead."
-);
-desc!(
-    PEER_LAST_SAMPLE_AGE,
-    "clock_chrony_peer_last_sample_age_seconds",
-    Gauge,
-    ["peer"],
-    "Time since chronyd's last sample of the source, in seconds."
-);
-desc!(
-    PEER_SAMPLES,
-    "clock_chrony_peer_samples",
-    Gauge,
-    ["peer"],
-    "Number of samples chronyd holds for the source."
-);
-desc!(
-    PEER_SAMPLE_SPAN,
-    "clock_chrony_peer_sample_span_seconds",
-    Gauge,
-    ["peer"],
-    "Time between the oldest and the newest sample chronyd holds for the source, in seconds."
-);
-desc!(
-    PEER_FREQUENCY,
-    "clock_chrony_peer_frequency_ratio",
-    Gauge,
-    ["peer"],
-    "Rate at which the source's clock gains on the local clock, estimated from the samples, as a ratio."
-);
-desc!(
-    PEER_FREQUENCY_SKEW,
-    "clock_chrony_peer_frequency_skew_ratio",
-    Gauge,
-    ["peer"],
-    "Error bound of the source's estimated frequency, as a ratio."
-);
-desc!(
-    PEER_ESTIMATED_OFFSET,
-    "clock_chrony_peer_estimated_offset_seconds",
-    Gauge,
-    ["peer"],
-    "Offset of the source from the local clock now, estimated from the samples by regression, in seconds, positive when the source is ahead."
-);
-desc!(
-    PEER_ESTIMATED_OFFSET_ERROR,
-    "clock_chrony_peer_estimated_offset_error_seconds",
-    Gauge,
-    ["peer"],
-    "Error of the source's estimated offset, in seconds."
-);
-desc!(
-    PEER_ROOT_DELAY,
-    "clock_chrony_peer_root_delay_seconds",
-    Gauge,
-    ["peer"],
-    "Root delay the NTP source announced in its last packet, in seconds (needs the unix socket)."
-);
-desc!(
-    PEER_ROOT_DISPERSION,
-    "clock_chrony_peer_root_dispersion_seconds",
-    Gauge,
-    ["peer"],
-    "Root dispersion the NTP source announced in its last packet, in seconds (needs the unix socket)."
-);
-desc!(
-    PEER_ROOT_DISTANCE,
-    "clock_chrony_peer_root_distance_seconds",
-    Gauge,
-    ["peer"],
-    "Root distance of the NTP source's last measurement, (root delay + delay) / 2 + root dispersion + dispersion, in seconds (needs the unix socket)."
-);
-desc!(
-    PEER_LEAP,
-    "clock_chrony_peer_leap",
-    Gauge,
-    ["peer"],
-    "Leap indicator of the NTP source's last packet: 0 none, 1 insert second, 2 delete second, 3 unsynchronised (needs the unix socket)."
-);
-desc!(
-    SERVER_NTP_DROPPED,
-    "clock_chrony_server_ntp_packets_dropped",
-    Counter,
-    [],
-    "NTP packets from clients that chronyd dropped by rate limiting."
-);
-desc!(
-    SERVER_COMMAND_RECEIVED,
-    "clock_chrony_server_command_packets_received",
-    Counter,
-    [],
-    "Command packets chronyd received."
-);
-desc!(
-    SERVER_COMMAND_DROPPED,
-    "clock_chrony_server_command_packets_dropped",
-    Counter,
-    [],
-    "Command packets chronyd dropped by rate limiting."
-);
-desc!(
-    SERVER_LOG_DROPPED,
-    "clock_chrony_server_client_log_records_dropped",
-    Counter,
-    [],
-    "Client records chronyd could not keep because its client log was full."
-);
-desc!(
-    SERVER_NTS_KE_ACCEPTED,
-    "clock_chrony_server_nts_ke_connections_accepted",
-    Counter,
-    [],
-    "NTS key-establishment connections chronyd accepted."
-);
-desc!(
-    SERVER_NTS_KE_DROPPED,
-    "clock_chrony_server_nts_ke_connections_dropped",
-    Counter,
-    [],
-    "NTS key-establishment connections chronyd dropped by rate limiting."
-);
-desc!(
-    SERVER_AUTHENTICATED,
-    "clock_chrony_server_authenticated_ntp_packets",
-    Counter,
-    [],
-    "Authenticated NTP packets from clients that chronyd received."
-);
-desc!(
-    SERVER_INTERLEAVED,
-    "clock_chrony_server_interleaved_ntp_packets",
-    Counter,
-    [],
-    "NTP packets from clients that chronyd answered in interleaved mode."
-);
-desc!(
-    SERVER_TIMESTAMPS,
-    "clock_chrony_server_ntp_timestamps",
-    Counter,
-    ["source", "direction"],
-    "Server timestamps chronyd took, by where (daemon, kernel, hardware) and direction (rx, tx); chrony 4.4 and later."
-);
-desc!(
-    SERVER_TIMESTAMPS_HELD,
-    "clock_chrony_server_ntp_timestamps_held",
-    Gauge,
-    [],
-    "Server timestamps chronyd holds for clients using interleaved mode."
-);
-desc!(
-    SERVER_TIMESTAMP_SPAN,
-    "clock_chrony_server_ntp_timestamp_span_seconds",
-    Gauge,
-    [],
-    "Time the server timestamps chronyd holds span, in seconds."
-);
-
-/// chrony's own families, after the shared model's.
-pub static EXTRAS: &[&Desc] = &[
-    &TRACKING_INFO,
-    &TRACKING_LAST_OFFSET,
-    &TRACKING_RESIDUAL_FREQUENCY,
-    &TRACKING_REFERENCE_TIME,
-    &PEER_ADJUSTED_OFFSET,
-    &PEER_MEASURED_OFFSET,
-    &PEER_LAST_SAMPLE_AGE,
-    &PEER_SAMPLES,
-    &PEER_SAMPLE_SPAN,
-    &PEER_FREQUENCY,
-    &PEER_FREQUENCY_SKEW,
-    &PEER_ESTIMATED_OFFSET,
-    &PEER_ESTIMATED_OFFSET_ERROR,
-    &PEER_ROOT_DELAY,
-    &PEER_ROOT_DISPERSION,
-    &PEER_ROOT_DISTANCE,
-    &PEER_LEAP,
-    &SERVER_NTP_DROPPED,
-    &SERVER_COMMAND_RECEIVED,
-    &SERVER_COMMAND_DROPPED,
-    &SERVER_LOG_DROPPED,
-    &SERVER_NTS_KE_ACCEPTED,
-    &SERVER_NTS_KE_DROPPED,
-    &SERVER_AUTHENTICATED,
-    &SERVER_INTERLEAVED,
-    &SERVER_TIMESTAMPS,
-    &SERVER_TIMESTAMPS_HELD,
-    &SERVER_TIMESTAMP_SPAN,
-];
+metrics! {
+    /// The families only chrony emits; the shared model's are listed beside
+    /// them in the collector's registration.
+    pub static METRICS = [
+        TRACKING_INFO: Gauge(
+            "clock_chrony_tracking_info",
+            ["reference_id", "reference_name"],
+            "The reference chronyd tracks, as chronyc tracking shows it: the reference id in hexadecimal and the address or reference clock name."
+        ),
+        TRACKING_LAST_OFFSET: Gauge(
+            "clock_chrony_tracking_last_offset_seconds",
+            [],
+            "Offset of the reference from the local clock estimated at chronyd's last clock update, in seconds, positive when the local clock was behind."
+        ),
+        TRACKING_RESIDUAL_FREQUENCY: Gauge(
+            "clock_chrony_tracking_residual_frequency_ratio",
+            [],
+            "Difference between the frequency the reference's measurements indicate and the one chronyd applies, as a ratio with the kernel's sign."
+        ),
+        TRACKING_REFERENCE_TIME: Gauge(
+            "clock_chrony_tracking_reference_time_seconds",
+            [],
+            "Time of chronyd's last clock update, in seconds since the Unix epoch, 0 before the first."
+        ),
+        PEER_ADJUSTED_OFFSET: Gauge(
+            "clock_chrony_peer_adjusted_offset_seconds",
+            ["peer"],
+            "The source's offset from chronyd's own timescale: its last measurement adjusted for the corrections chronyd made since (chronyc sources, before the brackets), in seconds, positive when the source is ahead."
+        ),
+        PEER_MEASURED_OFFSET: Gauge(
+            "clock_chrony_peer_measured_offset_seconds",
+            ["peer"],
+            "The source's offset from chronyd's timescale as measured at its last sample (chronyc sources, in brackets), in seconds, positive when the source is ahead."
+        ),
+        PEER_LAST_SAMPLE_AGE: Gauge(
+            "clock_chrony_peer_last_sample_age_seconds",
+            ["peer"],
+            "Time since chronyd's last sample of the source, in seconds."
+        ),
+        PEER_SAMPLES: Gauge(
+            "clock_chrony_peer_samples",
+            ["peer"],
+            "Number of samples chronyd holds for the source."
+        ),
+        PEER_SAMPLE_SPAN: Gauge(
+            "clock_chrony_peer_sample_span_seconds",
+            ["peer"],
+            "Time between the oldest and the newest sample chronyd holds for the source, in seconds."
+        ),
+        PEER_FREQUENCY: Gauge(
+            "clock_chrony_peer_frequency_ratio",
+            ["peer"],
+            "Rate at which the source's clock gains on the local clock, estimated from the samples, as a ratio."
+        ),
+        PEER_FREQUENCY_SKEW: Gauge(
+            "clock_chrony_peer_frequency_skew_ratio",
+            ["peer"],
+            "Error bound of the source's estimated frequency, as a ratio."
+        ),
+        PEER_ESTIMATED_OFFSET: Gauge(
+            "clock_chrony_peer_estimated_offset_seconds",
+            ["peer"],
+            "Offset of the source from the local clock now, estimated from the samples by regression, in seconds, positive when the source is ahead."
+        ),
+        PEER_ESTIMATED_OFFSET_ERROR: Gauge(
+            "clock_chrony_peer_estimated_offset_error_seconds",
+            ["peer"],
+            "Error of the source's estimated offset, in seconds."
+        ),
+        PEER_ROOT_DELAY: Gauge(
+            "clock_chrony_peer_root_delay_seconds",
+            ["peer"],
+            "Root delay the NTP source announced in its last packet, in seconds (needs the unix socket)."
+        ),
+        PEER_ROOT_DISPERSION: Gauge(
+            "clock_chrony_peer_root_dispersion_seconds",
+            ["peer"],
+            "Root dispersion the NTP source announced in its last packet, in seconds (needs the unix socket)."
+        ),
+        PEER_ROOT_DISTANCE: Gauge(
+            "clock_chrony_peer_root_distance_seconds",
+            ["peer"],
+            "Root distance of the NTP source's last measurement, (root delay + delay) / 2 + root dispersion + dispersion, in seconds (needs the unix socket)."
+        ),
+        PEER_LEAP: Gauge(
+            "clock_chrony_peer_leap",
+            ["peer"],
+            "Leap indicator of the NTP source's last packet: 0 none, 1 insert second, 2 delete second, 3 unsynchronised (needs the unix socket)."
+        ),
+        SERVER_NTP_DROPPED: Counter(
+            "clock_chrony_server_ntp_packets_dropped",
+            [],
+            "NTP packets from clients that chronyd dropped by rate limiting."
+        ),
+        SERVER_COMMAND_RECEIVED: Counter(
+            "clock_chrony_server_command_packets_received",
+            [],
+            "Command packets chronyd received."
+        ),
+        SERVER_COMMAND_DROPPED: Counter(
+            "clock_chrony_server_command_packets_dropped",
+            [],
+            "Command packets chronyd dropped by rate limiting."
+        ),
+        SERVER_LOG_DROPPED: Counter(
+            "clock_chrony_server_client_log_records_dropped",
+            [],
+            "Client records chronyd could not keep because its client log was full."
+        ),
+        SERVER_NTS_KE_ACCEPTED: Counter(
+            "clock_chrony_server_nts_ke_connections_accepted",
+            [],
+            "NTS key-establishment connections chronyd accepted."
+        ),
+        SERVER_NTS_KE_DROPPED: Counter(
+            "clock_chrony_server_nts_ke_connections_dropped",
+            [],
+            "NTS key-establishment connections chronyd dropped by rate limiting."
+        ),
+        SERVER_AUTHENTICATED: Counter(
+            "clock_chrony_server_authenticated_ntp_packets",
+            [],
+            "Authenticated NTP packets from clients that chronyd received."
+        ),
+        SERVER_INTERLEAVED: Counter(
+            "clock_chrony_server_interleaved_ntp_packets",
+            [],
+            "NTP packets from clients that chronyd answered in interleaved mode."
+        ),
+        SERVER_TIMESTAMPS: Counter(
+            "clock_chrony_server_ntp_timestamps",
+            ["source", "direction"],
+            "Server timestamps chronyd took, by where (daemon, kernel, hardware) and direction (rx, tx); chrony 4.4 and later."
+        ),
+        SERVER_TIMESTAMPS_HELD: Gauge(
+            "clock_chrony_server_ntp_timestamps_held",
+            [],
+            "Server timestamps chronyd holds for clients using interleaved mode."
+        ),
+        SERVER_TIMESTAMP_SPAN: Gauge(
+            "clock_chrony_server_ntp_timestamp_span_seconds",
+            [],
+            "Time the server timestamps chronyd holds span, in seconds."
+        ),
+    ];
+}
 
 /// Everything one scrape read from chronyd.
 #[derive(Debug, Clone, Default)]

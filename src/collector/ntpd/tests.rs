@@ -11,7 +11,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use super::*;
-use crate::metrics::find;
+use crate::metrics::{Desc, find};
 use crate::proto::mode6::fixtures::*;
 use crate::proto::mode6::{Header, Log2Seconds, Millis, Reach, encode_datagram};
 
@@ -334,7 +334,10 @@ fn peers_that_are_not_remote_servers_are_labelled_by_what_they_are() {
 #[test]
 fn flags_build_the_collector_and_guard_remote_addresses() {
     let build_with = |args: &[&str]| {
-        let (_, m) = crate::cli::parse_from(std::iter::once("x").chain(args.iter().copied()));
+        let (_, m) = crate::cli::parse_from(
+            super::super::REGISTRY,
+            std::iter::once("x").chain(args.iter().copied()),
+        );
         (REGISTRATION.build)(&m, &Context::default())
     };
     assert!(build_with(&[]).is_ok());
@@ -350,12 +353,15 @@ fn flags_build_the_collector_and_guard_remote_addresses() {
         .is_ok()
     );
     assert!(build_with(&["--collector.ntpd.timeout=0s"]).is_err());
-    let (_, m) = crate::cli::parse_from(["x", "--collector.ntpd.timeout=250ms"]);
+    let (_, m) = crate::cli::parse_from(
+        super::super::REGISTRY,
+        ["x", "--collector.ntpd.timeout=250ms"],
+    );
     assert_eq!(
         m.get_one::<Duration>("collector.ntpd.timeout"),
         Some(&Duration::from_millis(250))
     );
-    let (_, m) = crate::cli::parse_from(["x"]);
+    let (_, m) = crate::cli::parse_from(super::super::REGISTRY, ["x"]);
     assert_eq!(
         m.get_one::<SocketAddr>("collector.ntpd.address"),
         Some(&"127.0.0.1:123".parse().expect("addr"))
