@@ -52,7 +52,7 @@ fn main() {
             .enable_all()
             .build()
             .expect("runtime");
-        let chrony = std::sync::Arc::new(clock_exporter::collector::chrony::Chrony::new(
+        let chrony = std::sync::Arc::new(clock_exporter::collector::chrony::collector(
             "127.0.0.1:323".parse().expect("addr"),
             None,
             Duration::from_secs(1),

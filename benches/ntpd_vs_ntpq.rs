@@ -8,9 +8,9 @@
 mod lab;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::AtomicU16;
 use std::time::{Duration, Instant};
 
+use clock_exporter::collector::daemon::{Depth, Sequences};
 use clock_exporter::collector::ntpd::query;
 use lab::{Netns, Ntpd, SkewedServer, link, wait_for};
 
@@ -61,13 +61,18 @@ fn main() {
             .enable_all()
             .build()
             .expect("runtime");
-        let sequences = AtomicU16::new(1);
+        let sequences = Sequences::new();
         let address: SocketAddr = "127.0.0.1:123".parse().expect("address");
         (0..RUNS)
             .map(|_| {
                 let start = Instant::now();
                 let reading = rt
-                    .block_on(query(address, Duration::from_secs(2), &sequences, true))
+                    .block_on(query(
+                        address,
+                        Duration::from_secs(2),
+                        &sequences,
+                        Depth::Full,
+                    ))
                     .expect("query");
                 let took = start.elapsed();
                 assert_eq!(reading.peers.len(), usize::from(SERVERS));

@@ -1,15 +1,16 @@
 //! The chrony collector against responders that are not a healthy chronyd:
 //! garbage, short replies, wrong sequence numbers, silence. Each gives a
-//! clear error, no panic, `clock_daemon_up 0`, and a collection within the
-//! collector's timeout. Runs without root: the responder is a UDP socket on
-//! loopback in this process.
+//! clear error, no panic, and a collection within the collector's timeout.
+//! What does not answer as chronyd is `clock_daemon_up 0` and skipped by the
+//! next scrape; a chronyd whose answer is broken is up, and failing. Runs
+//! without root: the responder is a UDP socket on loopback in this process.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clock_exporter::collector::chrony::Chrony;
-use clock_exporter::collector::{Collected, Collector};
+use clock_exporter::collector::chrony;
+use clock_exporter::collector::{CollectError, Collected, Collector};
 use clock_exporter::metrics::find;
 use clock_exporter::model;
 
@@ -44,22 +45,32 @@ fn tracking_reply(request: &[u8], sequence_delta: u32) -> Vec<u8> {
     r
 }
 
-fn collect(addr: SocketAddr) -> (Collected, Duration) {
+/// Two scrapes of a collector configured for `addr`: the first, how long
+/// it took, and the second.
+fn collect(addr: SocketAddr) -> (Collected, Duration, Collected) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let chrony = Arc::new(Chrony::new(addr, None, TIMEOUT, true));
+    let chrony = Arc::new(chrony::collector(addr, None, TIMEOUT, true));
     let start = Instant::now();
     let first = rt.block_on(chrony.clone().collect());
     let took = start.elapsed();
-    // chronyd now counts as absent: the next scrape does not wait at all.
-    let start = Instant::now();
     let second = rt.block_on(chrony.collect());
-    assert!(start.elapsed() < Duration::from_millis(50));
-    assert!(second.errors.is_empty());
-    assert_eq!(up(&second), Some(0.0));
-    (first, took)
+    (first, took, second)
+}
+
+/// What answered is not chronyd: the next scrape does not wait at all,
+/// reports it down and says it skipped it, without failing.
+fn skipped_next(addr: SocketAddr, second: &Collected) {
+    assert_eq!(up(second), Some(0.0));
+    assert!(!second.errors.iter().any(CollectError::is_failure));
+    assert_eq!(
+        message(second),
+        format!(
+            "no data: chronyd at udp {addr} did not answer; skipped until a background probe finds it"
+        )
+    );
 }
 
 fn up(c: &Collected) -> Option<f64> {
@@ -76,32 +87,35 @@ fn message(c: &Collected) -> String {
 
 #[test]
 fn garbage_is_a_protocol_error_at_once() {
-    let (c, took) = collect(responder(|_| {
-        Some(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec())
-    }));
+    let addr = responder(|_| Some(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()));
+    let (c, took, second) = collect(addr);
     assert!(took < TIMEOUT, "{took:?}");
     assert_eq!(up(&c), Some(0.0));
     let m = message(&c);
     assert!(m.contains("not a chrony command reply"), "{m}");
-    assert!(
-        c.errors
-            .iter()
-            .any(clock_exporter::collector::CollectError::is_failure)
-    );
+    assert!(c.errors.iter().any(CollectError::is_failure));
+    skipped_next(addr, &second);
 }
 
 #[test]
 fn a_short_reply_is_a_protocol_error() {
-    let (c, took) = collect(responder(|req| Some(tracking_reply(req, 0)[..60].to_vec())));
+    let addr = responder(|req| Some(tracking_reply(req, 0)[..60].to_vec()));
+    let (c, took, second) = collect(addr);
     assert!(took < TIMEOUT, "{took:?}");
     let m = message(&c);
     assert!(m.contains("truncated: 32 bytes, need 76"), "{m}");
-    assert_eq!(up(&c), Some(0.0));
+    // A reply to our request, in chronyd's header: chronyd answered, badly.
+    // It is asked again next time, and fails again.
+    assert!(c.errors.iter().any(CollectError::is_failure));
+    assert_eq!(up(&c), Some(1.0));
+    assert_eq!(message(&second), m);
+    assert_eq!(up(&second), Some(1.0));
 }
 
 #[test]
 fn replies_with_wrong_sequence_numbers_are_ignored_until_the_timeout() {
-    let (c, took) = collect(responder(|req| Some(tracking_reply(req, 1))));
+    let addr = responder(|req| Some(tracking_reply(req, 1)));
+    let (c, took, second) = collect(addr);
     assert!(took >= TIMEOUT && took < TIMEOUT * 2, "{took:?}");
     let m = message(&c);
     assert!(m.contains("no reply to tracking"), "{m}");
@@ -110,13 +124,19 @@ fn replies_with_wrong_sequence_numbers_are_ignored_until_the_timeout() {
         "{m}"
     );
     assert_eq!(up(&c), Some(0.0));
+    assert!(!c.errors.iter().any(CollectError::is_failure));
+    skipped_next(addr, &second);
 }
 
 #[test]
 fn silence_times_out_within_the_timeout() {
-    let (c, took) = collect(responder(|_| None));
+    let addr = responder(|_| None);
+    let (c, took, second) = collect(addr);
     assert!(took >= TIMEOUT && took < TIMEOUT * 2, "{took:?}");
     let m = message(&c);
     assert!(m.contains("no reply to tracking"), "{m}");
     assert_eq!(up(&c), Some(0.0));
+    // Silence is absence, as for ntpd: no data, not a failure.
+    assert!(!c.errors.iter().any(CollectError::is_failure));
+    skipped_next(addr, &second);
 }

@@ -47,6 +47,17 @@ pub fn given(m: &ArgMatches, ids: &[&str]) -> bool {
     })
 }
 
+/// A collector's timeout flag: a duration longer than zero.
+pub fn timeout(m: &ArgMatches, id: &str) -> Result<Duration, String> {
+    let t = *m
+        .get_one::<Duration>(id)
+        .ok_or_else(|| format!("--{id} is missing"))?;
+    if t.is_zero() {
+        return Err(format!("--{id} must be longer than 0"));
+    }
+    Ok(t)
+}
+
 /// Parses a duration the way Prometheus writes them: a number and a unit
 /// (`ms`, `s`, `m`, `h`), e.g. `500ms`, `5s`, `1m`; decimals allowed.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::{UdpSocket, UnixDatagram};
 
+use super::TransportError;
+
 /// Where chronyd listens for commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -36,29 +38,6 @@ impl std::fmt::Display for Endpoint {
         }
     }
 }
-
-/// Why the command channel could not be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransportError {
-    /// Nothing listens there: chronyd is not running (or listens elsewhere).
-    Absent(String),
-    /// The operating system refused access; the message says what is missing.
-    Permission(String),
-    /// Any other failure.
-    Io(String),
-}
-
-impl std::fmt::Display for TransportError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TransportError::Absent(s) | TransportError::Permission(s) | TransportError::Io(s) => {
-                f.write_str(s)
-            }
-        }
-    }
-}
-
-impl std::error::Error for TransportError {}
 
 /// Identifies one incarnation of chronyd's unix socket: chronyd removes and
 /// re-creates the file every time it starts, so a change means a restart.
@@ -188,7 +167,7 @@ fn open_unix(endpoint: &Endpoint, server: &Path) -> Result<Inner, TransportError
             ino: m.ino(),
             ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
         }),
-        Err(e) => return Err(classify(endpoint, "find", &e)),
+        Err(e) => return Err(classify(endpoint, "reach", &e)),
     };
     let dir = server
         .parent()
@@ -275,6 +254,7 @@ fn group_hint(dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::test_support::{closed_udp_port, refusal};
 
     #[tokio::test]
     async fn client_socket_file_is_removed_on_drop_and_absent_daemons_are_named() {
@@ -333,21 +313,13 @@ mod tests {
 
     #[tokio::test]
     async fn udp_with_nothing_listening_is_absent_at_once() {
-        // Bind and drop a socket to get a port nothing listens on.
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = closed_udp_port();
         let c = Connection::open(&Endpoint::Udp(([127, 0, 0, 1], port).into()))
             .await
             .expect("open");
         c.send(b"x").await.expect("send");
         let mut buf = [0u8; 8];
-        let e = tokio::time::timeout(std::time::Duration::from_secs(2), c.recv(&mut buf))
-            .await
-            .expect("ICMP port unreachable arrives at once")
-            .expect_err("refused");
+        let e = refusal(c.recv(&mut buf)).await;
         assert!(matches!(e, TransportError::Absent(_)), "{e}");
     }
 }

@@ -1,8 +1,58 @@
 //! The only place that touches the operating system: files under the
-//! configured roots, the adjtimex system call, CPUID, clocks and interfaces.
+//! configured roots, the adjtimex system call, CPUID, clocks, interfaces,
+//! and the sockets the time daemons are asked on (mode 6, cmdmon).
 
 pub mod adjtimex;
 pub mod cmdmon;
 pub mod cpuid;
 pub mod fs;
+pub mod mode6;
 pub mod net;
+
+/// Why a daemon's channel (mode 6, cmdmon) could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// Nothing listens there: the daemon is not running (or listens elsewhere).
+    Absent(String),
+    /// The operating system refused access; the message says what is missing.
+    Permission(String),
+    /// Any other failure.
+    Io(String),
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::Absent(s) | TransportError::Permission(s) | TransportError::Io(s) => {
+                f.write_str(s)
+            }
+        }
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// What the socket tests of this module share.
+#[cfg(test)]
+mod test_support {
+    use super::TransportError;
+
+    /// A loopback UDP port nothing listens on (bound, then released).
+    pub fn closed_udp_port() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("bind")
+            .port()
+    }
+
+    /// The error a receive on a channel to a closed port ends with: the
+    /// ICMP port-unreachable arrives at once.
+    pub async fn refusal<T: std::fmt::Debug>(
+        recv: impl Future<Output = Result<T, TransportError>>,
+    ) -> TransportError {
+        tokio::time::timeout(std::time::Duration::from_secs(2), recv)
+            .await
+            .expect("ICMP port unreachable arrives at once")
+            .expect_err("refused")
+    }
+}

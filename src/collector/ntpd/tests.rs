@@ -10,9 +10,17 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
+use super::reading::*;
+use super::served::{self, Sample, SystemCounts};
 use super::*;
-use crate::metrics::{Desc, find};
+use crate::collector::daemon::{DaemonCollector, MIN_BACKOFF};
+use crate::metrics::{Desc, Family, find};
+use crate::model::{self, Daemon, PeerKind, PeerState};
 use crate::proto::mode6::fixtures::*;
+use crate::proto::mode6::{
+    self, AssocId, Fragment, Opcode, PeerCounters, PeerReading, PeerStatus, PeerVariables,
+    Selection, Sequence, SystemStats, SystemStatus, SystemVariables, Variables,
+};
 use crate::proto::mode6::{Header, Log2Seconds, Millis, Reach, encode_datagram};
 
 /// The captured answer to a request, its sequence number and association
@@ -426,7 +434,7 @@ fn replay() -> Behaviour {
     Arc::new(|req, data, _| captured_answer(req, data))
 }
 
-async fn collect(ntpd: &Arc<Ntpd>) -> (Collected, Duration) {
+async fn collect(ntpd: &Arc<DaemonCollector<Ntpd>>) -> (Collected, Duration) {
     let start = Instant::now();
     let c = ntpd.clone().collect().await;
     (c, start.elapsed())
@@ -439,7 +447,7 @@ fn up(c: &Collected) -> Option<f64> {
 #[tokio::test]
 async fn replayed_ntpd_gives_what_the_fixtures_say() {
     let f = fake(Duration::ZERO, replay()).await;
-    let ntpd = Arc::new(Ntpd::new(f.address, Duration::from_secs(2), false));
+    let ntpd = Arc::new(collector(f.address, Duration::from_secs(2), false));
     let (c, _) = collect(&ntpd).await;
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     assert_eq!(up(&c), Some(1.0));
@@ -482,7 +490,7 @@ async fn mangled_delivery_is_reassembled_and_strangers_are_ignored() {
         noise
     });
     let f = fake(Duration::ZERO, behaviour).await;
-    let ntpd = Arc::new(Ntpd::new(f.address, Duration::from_secs(2), false));
+    let ntpd = Arc::new(collector(f.address, Duration::from_secs(2), false));
     let (c, _) = collect(&ntpd).await;
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     let mut expected = captured_reading().families(None);
@@ -520,7 +528,7 @@ async fn associations_are_pipelined_one_round_trip_for_all() {
         captured_answer(req, data)
     });
     let f = fake(Duration::from_millis(150), behaviour).await;
-    let ntpd = Arc::new(Ntpd::new(f.address, Duration::from_secs(5), false));
+    let ntpd = Arc::new(collector(f.address, Duration::from_secs(5), false));
     let (c, elapsed) = collect(&ntpd).await;
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     assert_eq!(f.requests.load(Ordering::Relaxed), 4 + 2 * 24);
@@ -547,7 +555,7 @@ async fn garbage_answers_are_absence_within_the_timeout_then_skipped() {
     });
     let f = fake(Duration::ZERO, behaviour).await;
     let timeout = Duration::from_millis(400);
-    let ntpd = Arc::new(Ntpd::new(f.address, timeout, true));
+    let ntpd = Arc::new(collector(f.address, timeout, true));
     let (c, elapsed) = collect(&ntpd).await;
     assert!(elapsed >= timeout, "{elapsed:?}");
     assert!(elapsed < timeout * 2, "{elapsed:?}");
@@ -574,7 +582,7 @@ async fn a_closed_port_is_refused_at_once_and_unpublished_unless_configured() {
         s.local_addr().expect("addr")
     };
     for explicit in [false, true] {
-        let ntpd = Arc::new(Ntpd::new(port, Duration::from_secs(5), explicit));
+        let ntpd = Arc::new(collector(port, Duration::from_secs(5), explicit));
         let (c, elapsed) = collect(&ntpd).await;
         assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
         assert_eq!(up(&c), explicit.then_some(0.0));
@@ -590,12 +598,12 @@ async fn a_closed_port_is_refused_at_once_and_unpublished_unless_configured() {
 async fn a_daemon_that_comes_back_is_found_by_the_background_probe() {
     tokio::time::pause();
     let f = fake(Duration::ZERO, replay()).await;
-    let ntpd = Arc::new(Ntpd::new(f.address, Duration::from_secs(1), false));
+    let ntpd = Arc::new(collector(f.address, Duration::from_secs(1), false));
     // Pretend it was absent a moment ago.
-    ntpd.presence.record(Instant::now(), Err("test: absent"));
+    ntpd.presence().record(Instant::now(), Err("test: absent"));
     let (c, _) = collect(&ntpd).await;
     assert_eq!(up(&c), None, "never seen, not configured");
-    tokio::time::advance(super::super::daemon::MIN_BACKOFF).await;
+    tokio::time::advance(MIN_BACKOFF).await;
     // Due: reported down now, probed in the background.
     let (c, _) = collect(&ntpd).await;
     assert!(c.families.is_empty());
@@ -636,7 +644,7 @@ async fn broken_answers_are_protocol_errors_and_vanished_peers_are_skipped() {
         ]
     });
     let f = fake(Duration::ZERO, behaviour).await;
-    let ntpd = Arc::new(Ntpd::new(f.address, Duration::from_secs(2), false));
+    let ntpd = Arc::new(collector(f.address, Duration::from_secs(2), false));
     let (c, _) = collect(&ntpd).await;
     assert_eq!(up(&c), Some(1.0), "it answered");
     let [CollectError::Protocol(why)] = c.errors.as_slice() else {
@@ -656,7 +664,7 @@ async fn broken_answers_are_protocol_errors_and_vanished_peers_are_skipped() {
         _ => captured_answer(req, data),
     });
     let f = fake(Duration::ZERO, behaviour).await;
-    let ntpd = Arc::new(Ntpd::new(f.address, Duration::from_secs(2), false));
+    let ntpd = Arc::new(collector(f.address, Duration::from_secs(2), false));
     let (c, _) = collect(&ntpd).await;
     let state = find(&c.families, &model::PEER_STATE).expect("states");
     assert_eq!(state.samples.len(), 8, "only 192.0.2.11 is left");
@@ -777,7 +785,7 @@ async fn replayed_served_ntpd_publishes_its_clients_and_keeps_the_count() {
         served_answer(req, data)
     });
     let f = fake(Duration::ZERO, behaviour).await;
-    let ntpd = Arc::new(Ntpd::new(f.address, Duration::from_secs(2), false));
+    let ntpd = Arc::new(collector(f.address, Duration::from_secs(2), false));
     let (c, _) = collect(&ntpd).await;
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     let mut expected = served_reading().families(Some(5));

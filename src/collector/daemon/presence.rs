@@ -1,4 +1,4 @@
-//! Whether a time daemon is there, shared by the ntpd and chrony collectors.
+//! Whether a time daemon is there.
 //!
 //! A host runs one of ntpd and chronyd, or neither. chronyd serving on :123
 //! silently drops mode-6 packets, so a naive ntpd collector would wait its
@@ -44,7 +44,14 @@ enum State {
 pub struct Presence {
     name: &'static str,
     explicit: bool,
-    state: Mutex<(State, bool)>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: State,
+    /// Whether the daemon ever answered.
+    seen: bool,
 }
 
 impl Presence {
@@ -54,14 +61,17 @@ impl Presence {
         Presence {
             name,
             explicit,
-            state: Mutex::new((State::Unknown, false)),
+            inner: Mutex::new(Inner {
+                state: State::Unknown,
+                seen: false,
+            }),
         }
     }
 
     /// Decides what this scrape does.
     pub fn gate(&self, now: Instant) -> Gate {
-        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        match &mut guard.0 {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut inner.state {
             State::Unknown | State::Up => Gate::Query,
             State::Down {
                 next_retry,
@@ -80,8 +90,8 @@ impl Presence {
 
     /// Records the outcome of a query or probe; logs once per state change.
     pub fn record(&self, now: Instant, result: Result<(), &str>) {
-        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let (state, seen) = &mut *guard;
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let Inner { state, seen } = &mut *inner;
         match result {
             Ok(()) => {
                 if *state != State::Up {
@@ -124,7 +134,12 @@ impl Presence {
     /// Whether `clock_daemon_up` should be published: the daemon was seen at
     /// least once, or its address was configured explicitly.
     pub fn publish_up(&self) -> bool {
-        self.explicit || self.state.lock().unwrap_or_else(PoisonError::into_inner).1
+        self.explicit
+            || self
+                .inner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .seen
     }
 }
 
