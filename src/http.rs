@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +22,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::metrics::{self, Format};
+use crate::metrics;
 use crate::scrape::{Scraper, VERSION};
 
 /// The server's limits and paths.
@@ -50,38 +50,11 @@ pub struct App {
     cfg: WebConfig,
     scrapes: Arc<Semaphore>,
     encoder: metrics::Encoder,
-    /// The last `Accept` header negotiated and its format: a scraper sends
-    /// the same header every time, and comparing it costs less than parsing.
-    last_accept: Mutex<Option<(HeaderValue, Format)>>,
+    /// The format of the last `Accept` header negotiated.
+    formats: metrics::KeptFormat,
 }
 
-/// `Accept` headers longer than this are negotiated every time, not kept.
-const MAX_KEPT_ACCEPT: usize = 1024;
-
 impl App {
-    /// The format for a request's `Accept` header (see [`Format::negotiate`]).
-    fn format_for(&self, accept: Option<&HeaderValue>) -> Format {
-        let Some(accept) = accept else {
-            return Format::Text;
-        };
-        // A busy slot (another scrape at the same moment) is a miss, never a wait.
-        let mut last = self.last_accept.try_lock().ok();
-        if let Some(Some((kept, format))) = last.as_deref()
-            && kept == accept
-        {
-            return *format;
-        }
-        let format = Format::negotiate(accept.to_str().ok());
-        if let Some(last) = last.as_deref_mut()
-            && accept.len() <= MAX_KEPT_ACCEPT
-            // A copy, so as not to hold on to the connection's read buffer.
-            && let Ok(copy) = HeaderValue::from_bytes(accept.as_bytes())
-        {
-            *last = Some((copy, format));
-        }
-        format
-    }
-
     /// A new application.
     pub fn new(scraper: Arc<Scraper>, cfg: WebConfig) -> Arc<App> {
         let scrapes = Arc::new(Semaphore::new(cfg.max_requests));
@@ -90,7 +63,7 @@ impl App {
             cfg,
             scrapes,
             encoder: metrics::Encoder::default(),
-            last_accept: Mutex::new(None),
+            formats: metrics::KeptFormat::default(),
         })
     }
 }
@@ -257,7 +230,9 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
         return Ok(r);
     }
 
-    let format = app.format_for(req.headers().get(ACCEPT));
+    let format = app
+        .formats
+        .negotiate(req.headers().get(ACCEPT).map(HeaderValue::as_bytes));
     let body = if head {
         Bytes::new()
     } else {
@@ -303,11 +278,11 @@ pub fn landing_page(app: &App) -> String {
             None => ("not scraped yet".to_owned(), String::new()),
             Some(s) if s.success => (
                 format!("ok ({:.3} s)", s.duration.as_secs_f64()),
-                html_escape(&s.message),
+                html_escape(s.message.as_str()),
             ),
             Some(s) => (
                 format!("failed ({:.3} s)", s.duration.as_secs_f64()),
-                html_escape(&s.message),
+                html_escape(s.message.as_str()),
             ),
         };
         let _ = writeln!(
@@ -332,54 +307,6 @@ mod tests {
         assert_eq!(
             html_escape("<a href='x'>&\"</a>"),
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
-        );
-    }
-
-    #[test]
-    fn kept_accept_header_answers_only_for_the_same_bytes() {
-        let app = App::new(
-            Arc::new(Scraper::new(Vec::new(), Duration::from_secs(1))),
-            WebConfig {
-                telemetry_path: "/metrics".into(),
-                max_requests: 1,
-                max_connections: 1,
-                read_header_timeout: Duration::from_secs(1),
-                shutdown_grace: Duration::from_secs(1),
-            },
-        );
-        let prometheus = HeaderValue::from_static(
-            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
-        );
-        let om_last = HeaderValue::from_static("text/plain;q=0.5,application/openmetrics-text");
-        let om_never =
-            HeaderValue::from_static("text/plain;q=0.5,application/openmetrics-text;q=0");
-        let not_ascii =
-            HeaderValue::from_bytes(b"application/openmetrics-text\xff").expect("obs-text");
-        let long = HeaderValue::from_str(&format!(
-            "application/openmetrics-text,{}",
-            "x/y;q=0.1,".repeat(200)
-        ))
-        .expect("header");
-        for _ in 0..2 {
-            assert_eq!(app.format_for(Some(&prometheus)), Format::OpenMetrics);
-            assert_eq!(app.format_for(Some(&prometheus)), Format::OpenMetrics);
-            assert_eq!(app.format_for(None), Format::Text);
-            assert_eq!(app.format_for(Some(&om_last)), Format::OpenMetrics);
-            assert_eq!(app.format_for(Some(&om_never)), Format::Text);
-            assert_eq!(app.format_for(Some(&om_never)), Format::Text);
-            // Bytes outside visible ASCII are not a media type: text, as before.
-            assert_eq!(app.format_for(Some(&not_ascii)), Format::Text);
-            assert_eq!(app.format_for(Some(&long)), Format::OpenMetrics);
-            assert_eq!(app.format_for(Some(&om_never)), Format::Text);
-        }
-        let kept = app.last_accept.lock().expect("lock").clone();
-        assert_eq!(kept, Some((om_never, Format::Text)));
-        assert_eq!(app.format_for(Some(&long)), Format::OpenMetrics);
-        let kept = app.last_accept.lock().expect("lock").clone();
-        assert_eq!(
-            kept.map(|(_, f)| f),
-            Some(Format::Text),
-            "a long header is not kept"
         );
     }
 

@@ -334,8 +334,8 @@ impl DaemonReport {
         }
         for p in &self.peers {
             // One allocation per peer, shared by its dozen families.
-            let address = LabelValue::Shared(Arc::from(p.address.as_str()));
-            let l = [LabelValue::from(d), address.clone()];
+            let address: Arc<str> = Arc::from(p.address.as_str());
+            let l = labels![d, &address];
             push_opt(&mut out, &PEER_OFFSET, &l, p.offset_seconds);
             push_opt(&mut out, &PEER_DELAY, &l, p.delay_seconds);
             push_opt(&mut out, &PEER_JITTER, &l, p.jitter_seconds);
@@ -347,15 +347,16 @@ impl DaemonReport {
             let mut state = PEER_STATE.family();
             for s in PeerState::ALL {
                 state.push(
-                    labels![d, address.clone(), s.label()],
+                    labels![d, &address, s.label()],
                     f64::from(u8::from(s == p.state)),
                 );
             }
             out.push(state);
-            out.push(PEER_INFO.family().with(
-                labels![d, address.clone(), p.kind.label(), p.refid.clone(),],
-                1.0,
-            ));
+            out.push(
+                PEER_INFO
+                    .family()
+                    .with(labels![d, &address, p.kind.label(), p.refid.clone()], 1.0),
+            );
         }
         if let Some(n) = self.server_requests_total {
             out.push(SERVER_REQUESTS.family().with(labels![d], n as f64));

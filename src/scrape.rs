@@ -13,7 +13,7 @@ use futures_util::future::maybe_done;
 use tokio::time::{Instant, Sleep};
 
 use crate::collector::{BoxFuture, CollectError, Collected, Collector, Context, REGISTRY};
-use crate::metrics::{Family, labels, metrics};
+use crate::metrics::{Family, Kept, KeptText, labels, metrics};
 
 metrics! {
     /// The exporter's own families.
@@ -49,7 +49,7 @@ pub struct Status {
     /// How long it took.
     pub duration: Duration,
     /// Its errors, joined; empty when none.
-    pub message: String,
+    pub message: KeptText,
 }
 
 #[derive(Debug)]
@@ -66,7 +66,7 @@ pub struct Scraper {
     /// The last status of each entry, by index.
     last: Mutex<Vec<Option<Status>>>,
     /// `clock_exporter_build_info`, the same in every scrape.
-    build_info: Family,
+    build_info: Kept,
 }
 
 impl Scraper {
@@ -103,10 +103,7 @@ impl Scraper {
             last: Mutex::new(vec![None; entries.len()]),
             entries,
             timeout,
-            build_info: BUILD_INFO
-                .family()
-                .with(labels![VERSION, REVISION], 1.0)
-                .into_shared(),
+            build_info: Kept::new([BUILD_INFO.family().with(labels![VERSION, REVISION], 1.0)]),
         }
     }
 
@@ -196,7 +193,7 @@ impl Scraper {
         let mut families = crate::metrics::merge(families);
         families.push(success);
         families.push(duration);
-        families.push(self.build_info.clone());
+        families.extend(self.build_info.families());
         families
     }
 
@@ -206,26 +203,26 @@ impl Scraper {
         let name = self.entries[index].name;
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = &mut last[index];
-        // Most scrapes repeat the last outcome: compare the errors with the
-        // kept message as they are written, and make a new one only if they
-        // differ.
+        // Most scrapes repeat the last outcome: compared with the kept
+        // message as it is written, nothing is allocated.
+        let write = |w: &mut dyn fmt::Write| write_errors(w, errors);
         if let Some(status) = slot.as_mut()
-            && same_message(errors, &status.message)
+            && status.message.is(write)
         {
             status.success = success;
             status.duration = duration;
             return;
         }
-        let message = join_errors(errors);
+        let message = KeptText::make(write);
         let previous = slot.as_ref().map(|s| s.message.as_str());
-        if message.is_empty() {
+        if message.as_str().is_empty() {
             if previous.is_some() {
                 tracing::info!(collector = name, "collector recovered");
             }
         } else if success {
-            tracing::debug!(collector = name, detail = %message, "collector has no data");
+            tracing::debug!(collector = name, detail = %message.as_str(), "collector has no data");
         } else {
-            tracing::warn!(collector = name, error = %message, "collector failed");
+            tracing::warn!(collector = name, error = %message.as_str(), "collector failed");
         }
         *slot = Some(Status {
             success,
@@ -236,7 +233,7 @@ impl Scraper {
 }
 
 /// Writes a collector's errors as one line, separated by `; `.
-fn write_errors(out: &mut impl fmt::Write, errors: &[CollectError]) -> fmt::Result {
+fn write_errors(out: &mut dyn fmt::Write, errors: &[CollectError]) -> fmt::Result {
     for (i, e) in errors.iter().enumerate() {
         if i > 0 {
             out.write_str("; ")?;
@@ -244,29 +241,6 @@ fn write_errors(out: &mut impl fmt::Write, errors: &[CollectError]) -> fmt::Resu
         write!(out, "{e}")?;
     }
     Ok(())
-}
-
-/// A collector's errors as one line; empty when none.
-fn join_errors(errors: &[CollectError]) -> String {
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = write_errors(&mut out, errors);
-    out
-}
-
-/// Whether `errors` joined as by [`join_errors`] would be `message`, found
-/// without making the text.
-fn same_message(errors: &[CollectError], message: &str) -> bool {
-    /// Eats the expected text as it is written; stops at the first difference.
-    struct Compare<'a>(&'a str);
-    impl fmt::Write for Compare<'_> {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            self.0 = self.0.strip_prefix(s).ok_or(fmt::Error)?;
-            Ok(())
-        }
-    }
-    let mut rest = Compare(message);
-    write_errors(&mut rest, errors).is_ok() && rest.0.is_empty()
 }
 
 /// A collector's future, timed from its first poll to its end.
@@ -303,24 +277,16 @@ mod tests {
     use crate::metrics::Desc;
 
     #[test]
-    fn kept_message_is_compared_without_being_made_again() {
+    fn errors_are_joined_with_semicolons() {
         let two = [
             CollectError::Io("a".into()),
             CollectError::NoData("b; c".into()),
         ];
-        let joined = join_errors(&two);
-        assert_eq!(joined, "io: a; no data: b; c");
-        assert!(same_message(&two, &joined));
-        assert!(same_message(&[], ""));
-        assert!(!same_message(&[], &joined));
-        assert!(!same_message(&two, ""));
-        assert!(
-            !same_message(&two[..1], &joined),
-            "a prefix is not the same"
-        );
-        assert!(!same_message(&two, "io: a"), "nor is a longer list");
-        assert!(!same_message(&two, "io: a; no data: b; d"));
-        assert!(same_message(&[CollectError::Timeout], "timed out"));
+        let joined = KeptText::make(|w| write_errors(w, &two));
+        assert_eq!(joined.as_str(), "io: a; no data: b; c");
+        assert!(joined.is(|w| write_errors(w, &two)));
+        assert!(!joined.is(|w| write_errors(w, &two[..1])));
+        assert!(KeptText::default().is(|w| write_errors(w, &[])));
     }
 
     metrics! {

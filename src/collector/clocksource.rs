@@ -16,7 +16,7 @@ use super::listing::ListingCache;
 use super::{
     BoxFuture, CollectError, Collected, Collector, Context, Registration, blocking, nonblocking,
 };
-use crate::metrics::{Family, labels, metrics};
+use crate::metrics::{Family, Kept, Memo, labels, metrics};
 use crate::sys::cpuid::{self, CpuidHypervisor};
 use crate::sys::fs::{self, Roots};
 use crate::sys::net::NetlinkWatch;
@@ -290,9 +290,8 @@ pub fn classify(e: &VirtEvidence) -> Virtualization {
 /// Facts read once at start.
 #[derive(Debug)]
 struct StaticFacts {
-    kernel: Option<Family>,
-    virtualization: Family,
-    cpu: Vec<Family>,
+    /// The kernel, virtualization and CPU families.
+    families: Kept,
     /// What could not be read at start, reported (and failing) on every scrape.
     problems: Vec<String>,
 }
@@ -341,22 +340,17 @@ fn read_static(roots: &Roots, use_cpuid: bool) -> StaticFacts {
         (Some(release), Some(cmdline)) => {
             let p = boot_params(&cmdline.0);
             let b = |v: bool| if v { "true" } else { "false" };
-            Some(
-                KERNEL
-                    .family()
-                    .with(
-                        labels![
-                            release,
-                            b(p.no_kvmclock),
-                            b(p.no_kvmclock_vsyscall),
-                            p.clocksource,
-                            p.tsc,
-                            b(p.notsc),
-                        ],
-                        1.0,
-                    )
-                    .into_shared(),
-            )
+            Some(KERNEL.family().with(
+                labels![
+                    release,
+                    b(p.no_kvmclock),
+                    b(p.no_kvmclock_vsyscall),
+                    p.clocksource,
+                    p.tsc,
+                    b(p.notsc),
+                ],
+                1.0,
+            ))
         }
         _ => None,
     };
@@ -377,13 +371,7 @@ fn read_static(roots: &Roots, use_cpuid: bool) -> StaticFacts {
             None
         }
     };
-    let cpu = flags
-        .as_deref()
-        .map(cpu_families)
-        .unwrap_or_default()
-        .into_iter()
-        .map(Family::into_shared)
-        .collect();
+    let cpu = flags.as_deref().map(cpu_families).unwrap_or_default();
 
     let mut evidence = VirtEvidence {
         cpuid: if use_cpuid { cpuid::query() } else { None },
@@ -408,13 +396,11 @@ fn read_static(roots: &Roots, use_cpuid: bool) -> StaticFacts {
         evidence.clocksources = sources.into_iter().flat_map(|s| s.available).collect();
     }
     let v = classify(&evidence);
+    let virtualization = VIRTUALIZATION
+        .family()
+        .with(labels![v.hypervisor, v.method], 1.0);
     StaticFacts {
-        kernel,
-        virtualization: VIRTUALIZATION
-            .family()
-            .with(labels![v.hypervisor, v.method], 1.0)
-            .into_shared(),
-        cpu,
+        families: Kept::new(kernel.into_iter().chain([virtualization]).chain(cpu)),
         problems,
     }
 }
@@ -495,11 +481,12 @@ impl DevicePaths {
 struct SysfsState {
     held: fs::HeldAttrs,
     devices: Option<Vec<DevicePaths>>,
-    /// The texts of the last read, in device order (current, available), and
-    /// the families made of them.
-    last: Option<(Vec<Arc<str>>, Vec<Family>)>,
+    /// The families made of the texts last read, in device order (current,
+    /// available). The texts compare by address first: [`fs::HeldAttrs`]
+    /// hands out the same text while an attribute reads the same.
+    last: Memo<Vec<Arc<str>>, Kept>,
     /// The PTP clocks, kept until a kernel device event.
-    ptp: ListingCache<Vec<Family>>,
+    ptp: ListingCache<Kept>,
 }
 
 impl SysfsState {
@@ -527,35 +514,26 @@ impl SysfsState {
             texts.push(self.held.read(&d.current)?);
             texts.push(self.held.read(&d.available)?);
         }
-        if let Some((last, families)) = &self.last
-            && last.len() == texts.len()
-            && last.iter().zip(&texts).all(|(a, b)| Arc::ptr_eq(a, b))
-        {
-            let families = families.clone();
-            self.devices = Some(devices);
-            return Ok(families);
-        }
-        let parsed = devices
-            .iter()
-            .zip(texts.chunks_exact(2))
-            .map(|(d, t)| d.parse(&t[0], &t[1]))
-            .collect::<Result<Vec<_>, _>>()?;
-        let families = device_families(roots, &parsed)?;
-        self.last = Some((texts, families.clone()));
+        let kept = self.last.get_or_try(texts, |texts| {
+            let parsed = devices
+                .iter()
+                .zip(texts.chunks_exact(2))
+                .map(|(d, t)| d.parse(&t[0], &t[1]))
+                .collect::<Result<Vec<_>, _>>()?;
+            device_families(roots, &parsed).map(Kept::new)
+        })?;
+        // Listed again only after a failed read.
         self.devices = Some(devices);
-        Ok(families)
+        Ok(kept.families().collect())
     }
 
     fn ptp_families(&mut self, roots: &Roots) -> Result<Vec<Family>, fs::FileError> {
         match self.ptp.lookup() {
-            Ok(families) => Ok(families),
+            Ok(kept) => Ok(kept.families().collect()),
             Err(generation) => {
-                let families: Vec<Family> = read_ptp(roots)?
-                    .into_iter()
-                    .map(Family::into_shared)
-                    .collect();
-                self.ptp.store(generation, &families);
-                Ok(families)
+                let kept = Kept::new(read_ptp(roots)?);
+                self.ptp.store(generation, &kept);
+                Ok(kept.families().collect())
             }
         }
     }
@@ -572,10 +550,7 @@ fn device_families(
             roots.sys(CLOCKSOURCE_DIR).display()
         )));
     }
-    Ok(clocksource_families(devices)
-        .into_iter()
-        .map(Family::into_shared)
-        .collect())
+    Ok(clocksource_families(devices))
 }
 
 /// Clocksource names are short identifiers (`tsc`, `kvm-clock`, `acpi_pm`,
@@ -681,9 +656,7 @@ impl Clocksource {
             Ok(f) => out.families.extend(f),
             Err(e) => out.errors.push(e),
         }
-        out.families.extend(self.facts.kernel.clone());
-        out.families.push(self.facts.virtualization.clone());
-        out.families.extend(self.facts.cpu.iter().cloned());
+        out.families.extend(self.facts.families.families());
         let ptp = match state.as_deref_mut() {
             Some(state) => state.ptp_families(&self.roots),
             None => read_ptp(&self.roots),

@@ -11,7 +11,7 @@ use nix::time::{ClockId, clock_gettime};
 
 use super::listing::ListingCache;
 use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration, blocking};
-use crate::metrics::{Family, labels, metrics};
+use crate::metrics::{Family, Kept, labels, metrics};
 use crate::sys::net::{self, HostAddress, NetlinkWatch};
 
 /// The collector's table entry.
@@ -53,7 +53,7 @@ pub fn address_family(addrs: &[HostAddress]) -> Family {
 #[derive(Debug)]
 struct Time {
     /// The address listing, kept until rtnetlink notices a change.
-    addresses: Mutex<ListingCache<Family>>,
+    addresses: Mutex<ListingCache<Kept>>,
 }
 
 impl Time {
@@ -66,7 +66,7 @@ impl Time {
         }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, ListingCache<Family>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, ListingCache<Kept>> {
         self.addresses
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -76,11 +76,10 @@ impl Time {
     fn list_addresses(&self, generation: Option<u64>) -> Collected {
         match net::host_addresses() {
             Ok(addrs) => {
-                // Shared, so the copy handed out on every scrape copies no text.
-                let family = address_family(&addrs).into_shared();
-                self.cache().store(generation, &family);
+                let kept = Kept::new([address_family(&addrs)]);
+                self.cache().store(generation, &kept);
                 Collected {
-                    families: vec![family],
+                    families: kept.families().collect(),
                     errors: Vec::new(),
                 }
             }
@@ -108,7 +107,7 @@ impl Collector for Time {
             }
             let kept = self.cache().lookup();
             match kept {
-                Ok(family) => out.families.push(family),
+                Ok(kept) => out.families.extend(kept.families()),
                 Err(generation) => {
                     // getifaddrs(3) may wait for the kernel's rtnl lock, which
                     // a slow driver can hold for seconds: on the blocking pool,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use nix::errno::Errno;
 
 use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration, nonblocking};
-use crate::metrics::{Family, labels, metrics};
+use crate::metrics::{Family, Kept, Memo, labels, metrics};
 use crate::sys::adjtimex::{self, RawTimex};
 
 /// The collector's table entry.
@@ -286,9 +286,13 @@ impl Reading {
     }
 
     /// The families, with the status-bit and state families given.
-    fn families_with(&self, repairs_total: u64, [flags, state]: [Family; 2]) -> Vec<Family> {
+    fn families_with(
+        &self,
+        repairs_total: u64,
+        status: impl IntoIterator<Item = Family>,
+    ) -> Vec<Family> {
         let [jit, cal, err, stb] = self.pps_counts;
-        vec![
+        let mut out = vec![
             OFFSET.single(self.offset_seconds),
             FREQ.single(self.frequency_ratio),
             FREQ_EFFECTIVE.single(self.effective_frequency_ratio),
@@ -299,8 +303,9 @@ impl Reading {
             PRECISION.single(self.precision_seconds),
             TOLERANCE.single(self.tolerance_ratio),
             TAI.single(self.tai_seconds),
-            flags,
-            state,
+        ];
+        out.extend(status);
+        out.extend([
             SYNC_STATUS.single(f64::from(u8::from(self.state != TIME_ERROR))),
             PPS_FREQ.single(self.pps_frequency_ratio),
             PPS_JITTER.single(self.pps_jitter_seconds),
@@ -311,7 +316,8 @@ impl Reading {
             PPS_ERRCNT.single(err.max(0) as f64),
             PPS_STBCNT.single(stb.max(0) as f64),
             REPAIRS.single(repairs_total as f64),
-        ]
+        ]);
+        out
     }
 }
 
@@ -335,10 +341,10 @@ struct Timex {
     user_hz: i64,
     repairs: AtomicU64,
     refused_logged: AtomicBool,
-    /// The status word and state of the last reading with their families,
-    /// shared: they change only when the NTP daemon changes them, and their
-    /// 22 samples are then neither rebuilt nor compared again.
-    last_status: Mutex<Option<(i32, i32, [Family; 2])>>,
+    /// The families of the last status word and state: they change only
+    /// when the NTP daemon changes them, and their 22 samples are then
+    /// neither rebuilt nor compared again.
+    last_status: Mutex<Memo<(i32, i32), Kept>>,
 }
 
 impl Timex {
@@ -347,24 +353,19 @@ impl Timex {
             user_hz,
             repairs: AtomicU64::new(0),
             refused_logged: AtomicBool::new(false),
-            last_status: Mutex::new(None),
+            last_status: Mutex::new(Memo::default()),
         }
     }
 
     /// The status families of a reading, the kept ones while they are the same.
-    fn status_families(&self, status: i32, state: i32) -> [Family; 2] {
+    fn status_families(&self, status: i32, state: i32) -> Kept {
         let mut last = self
             .last_status
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match &*last {
-            Some((s, t, families)) if *s == status && *t == state => families.clone(),
-            _ => {
-                let families = status_families(status, state).map(Family::into_shared);
-                *last = Some((status, state, families.clone()));
-                families
-            }
-        }
+        last.get_or_make((status, state), |&(status, state)| {
+            Kept::new(status_families(status, state))
+        })
     }
 }
 
@@ -390,7 +391,7 @@ impl Timex {
                 };
                 let status = self.status_families(reading.status, reading.state);
                 Collected {
-                    families: reading.families_with(repairs, status),
+                    families: reading.families_with(repairs, status.families()),
                     errors: Vec::new(),
                 }
             }
