@@ -258,10 +258,9 @@ mod tests {
 
     #[tokio::test]
     async fn client_socket_file_is_removed_on_drop_and_absent_daemons_are_named() {
-        let dir = std::env::temp_dir().join(format!("clock-cmdmon-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let test_dir = crate::sys::fs::TestDir::new("cmdmon");
+        let dir = test_dir.path().to_path_buf();
         let server_path = dir.join("chronyd.sock");
-        let _ = std::fs::remove_file(&server_path);
         // No server socket: absent.
         let absent = Connection::open(&Endpoint::Unix(server_path.clone()))
             .await
@@ -308,7 +307,6 @@ mod tests {
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
         drop(server);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -236,17 +236,50 @@ pub fn list_dir(dir: &Path, prefix: &str) -> Result<Vec<String>, FileError> {
     Ok(names)
 }
 
+/// A private directory for one test, removed on drop: when the test passes,
+/// and when it panics.
 #[cfg(test)]
-mod tests {
-    use super::*;
+#[derive(Debug)]
+pub(crate) struct TestDir(PathBuf);
 
-    fn tmp(name: &str, content: &[u8]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("clock-exporter-fs-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        let p = dir.join(name);
+#[cfg(test)]
+impl TestDir {
+    /// A new, empty directory named after `tag`, this process and a counter.
+    pub(crate) fn new(tag: &str) -> TestDir {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("clock-exporter-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create test dir");
+        TestDir(dir)
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `content` to `rel` under the directory, making its parents;
+    /// returns the file's path.
+    pub(crate) fn write(&self, rel: &str, content: &[u8]) -> PathBuf {
+        let p = self.0.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(&p, content).expect("write");
         p
     }
+}
+
+#[cfg(test)]
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn held_attributes_are_generated_afresh_on_every_read() {
@@ -278,7 +311,8 @@ mod tests {
     #[test]
     fn held_attribute_hands_out_the_same_text_until_it_changes() {
         // A regular file stands in for an attribute: pread at 0 reads it anew.
-        let p = tmp("held", b"kvm-clock\n");
+        let dir = TestDir::new("fs");
+        let p = dir.write("held", b"kvm-clock\n");
         let mut held = HeldAttrs::default();
         let first = held.read(&p).expect("read");
         let again = held.read(&p).expect("read again");
@@ -312,31 +346,31 @@ mod tests {
 
     #[test]
     fn reads_text_and_trims_attributes() {
-        let p = tmp("attr", b"tsc\n");
+        let dir = TestDir::new("fs");
+        let p = dir.write("attr", b"tsc\n");
         assert_eq!(read_attr(&p).expect("read"), "tsc");
     }
 
     #[test]
     fn refuses_oversized_binary_and_missing_files() {
-        let big = tmp("big", &vec![b'a'; 2000]);
+        let dir = TestDir::new("fs");
+        let big = dir.write("big", &vec![b'a'; 2000]);
         assert!(matches!(
             read_text(&big, 1000).map_err(|e| e.kind),
             Err(FileErrorKind::TooLarge(1000))
         ));
         assert_eq!(read_text(&big, 2000).expect("exact limit").len(), 2000);
-        let bin = tmp("bin", b"ts\0c\n");
+        let bin = dir.write("bin", b"ts\0c\n");
         assert!(matches!(
             read_text(&bin, 100).map_err(|e| e.kind),
             Err(FileErrorKind::NotText)
         ));
-        let latin = tmp("latin", b"\xff\xfe");
+        let latin = dir.write("latin", b"\xff\xfe");
         assert!(matches!(
             read_text(&latin, 100).map_err(|e| e.kind),
             Err(FileErrorKind::NotText)
         ));
-        let fifo =
-            std::env::temp_dir().join(format!("clock-exporter-fs-{}/fifo", std::process::id()));
-        let _ = std::fs::remove_file(&fifo);
+        let fifo = dir.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .expect("mkfifo");
         // No writer: reads as empty at once instead of blocking forever.
