@@ -52,7 +52,7 @@ fn main() {
             .enable_all()
             .build()
             .expect("runtime");
-        let chrony = std::sync::Arc::new(clock_exporter::collector::chrony::collector(
+        let chrony = std::sync::Arc::new(clock_exporter::testing::collector::chrony::collector(
             "127.0.0.1:323".parse().expect("addr"),
             None,
             Duration::from_secs(1),
@@ -61,7 +61,7 @@ fn main() {
         (0..50)
             .map(|_| {
                 let t = Instant::now();
-                let c = rt.block_on(clock_exporter::collector::Collector::collect(
+                let c = rt.block_on(clock_exporter::testing::collector::Collector::collect(
                     chrony.clone(),
                 ));
                 assert!(c.errors.is_empty(), "{:?}", c.errors);

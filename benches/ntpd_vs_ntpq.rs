@@ -10,8 +10,8 @@ mod lab;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use clock_exporter::collector::daemon::{Depth, Sequences};
-use clock_exporter::collector::ntpd::query;
+use clock_exporter::testing::collector::daemon::{Depth, Sequences};
+use clock_exporter::testing::collector::ntpd::query;
 use lab::{Netns, Ntpd, SkewedServer, link, wait_for};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);

@@ -13,10 +13,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clock_exporter::collector::{Context, REGISTRY};
-use clock_exporter::metrics::{Encoder, Format};
-use clock_exporter::scrape::Scraper;
-use clock_exporter::sys::fs::Roots;
+use clock_exporter::testing::Scraper;
+use clock_exporter::testing::collector::{Context, REGISTRY};
+use clock_exporter::testing::metrics::{Encoder, Format};
+use clock_exporter::testing::sys::Roots;
 
 const RUNS: usize = 300;
 const COLD_PAUSE: Duration = Duration::from_millis(5);
@@ -48,7 +48,7 @@ where
 }
 
 fn main() -> ExitCode {
-    let (cli, matches) = clock_exporter::cli::parse_from(REGISTRY, std::env::args());
+    let (cli, matches) = clock_exporter::testing::parse_from(std::env::args());
     let ctx = Context {
         roots: Roots {
             procfs: cli.procfs.clone(),
@@ -76,8 +76,10 @@ fn main() -> ExitCode {
             );
         };
         for reg in REGISTRY {
-            if !clock_exporter::collector::flags::flag(&matches, &format!("collector.{}", reg.name))
-            {
+            if !clock_exporter::testing::collector::flag(
+                &matches,
+                &format!("collector.{}", reg.name),
+            ) {
                 continue;
             }
             let collector = match (reg.build)(&matches, &ctx) {

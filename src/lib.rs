@@ -1,17 +1,21 @@
 //! clock_exporter: a Prometheus exporter that tells whether a host's clock
 //! can be trusted, and why not.
 //!
-//! The modules are public so that integration tests and fuzz targets can
-//! reach them; the binary (`main.rs`) only parses flags and calls [`run`].
+//! The public surface is what the binary (`main.rs`) needs: [`parse_args`],
+//! [`init_logging`] and [`run`]. Integration tests, benchmarks, examples and
+//! fuzz targets reach the decoders and pure report functions through
+//! [`testing`]; everything else is private, so the compiler sees dead code.
+//! `docs/architecture.md` says which module may import which.
 
-pub mod cli;
-pub mod collector;
-pub mod http;
-pub mod metrics;
-pub mod model;
-pub mod proto;
-pub mod scrape;
-pub mod sys;
+mod cli;
+mod collector;
+mod http;
+mod metrics;
+mod model;
+mod proto;
+mod scrape;
+mod sys;
+pub mod testing;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, LogFormat, LogLevel};
+pub use crate::cli::{Cli, LogFormat, LogLevel};
 use crate::collector::Context;
 use crate::scrape::Scraper;
 use crate::sys::fs::Roots;

@@ -13,7 +13,7 @@ use futures_util::future::maybe_done;
 use tokio::time::{Instant, Sleep};
 
 use crate::collector::{BoxFuture, CollectError, Collected, Collector, Context, REGISTRY};
-use crate::metrics::{Family, Kept, KeptText, labels, metrics};
+use crate::metrics::{Desc, Family, Kept, KeptText, labels, metrics};
 
 metrics! {
     /// The exporter's own families.
@@ -52,10 +52,42 @@ pub struct Status {
     pub message: KeptText,
 }
 
+/// One collector of a scraper: its name, the families it declares, itself.
 #[derive(Debug)]
-struct Entry {
+pub struct Entry {
     name: &'static str,
+    declares: &'static [&'static [&'static Desc]],
     collector: Arc<dyn Collector>,
+}
+
+impl Entry {
+    /// A collector named `name` that may emit only the families `declares`
+    /// lists (in groups, as [`crate::collector::Registration`] does).
+    pub fn new(
+        name: &'static str,
+        declares: &'static [&'static [&'static Desc]],
+        collector: Arc<dyn Collector>,
+    ) -> Entry {
+        Entry {
+            name,
+            declares,
+            collector,
+        }
+    }
+
+    /// The first family of `families` that this collector does not declare.
+    fn undeclared(&self, families: &[Family]) -> Option<&'static str> {
+        let declared = |d: &Desc| {
+            self.declares
+                .iter()
+                .flat_map(|group| group.iter())
+                .any(|x| std::ptr::eq(*x, d))
+        };
+        families
+            .iter()
+            .find(|f| !declared(f.desc))
+            .map(|f| f.desc.name)
+    }
 }
 
 /// Runs scrapes.
@@ -81,24 +113,14 @@ impl Scraper {
             if crate::collector::flags::flag(m, &format!("collector.{}", reg.name)) {
                 let collector =
                     (reg.build)(m, ctx).map_err(|e| format!("collector {}: {e}", reg.name))?;
-                entries.push(Entry {
-                    name: reg.name,
-                    collector,
-                });
+                entries.push(Entry::new(reg.name, reg.metrics, collector));
             }
         }
-        Ok(Self::new(
-            entries.into_iter().map(|e| (e.name, e.collector)).collect(),
-            timeout,
-        ))
+        Ok(Self::new(entries, timeout))
     }
 
     /// A scraper over the given collectors.
-    pub fn new(collectors: Vec<(&'static str, Arc<dyn Collector>)>, timeout: Duration) -> Scraper {
-        let entries: Vec<Entry> = collectors
-            .into_iter()
-            .map(|(name, collector)| Entry { name, collector })
-            .collect();
+    pub fn new(entries: Vec<Entry>, timeout: Duration) -> Scraper {
         Scraper {
             last: Mutex::new(vec![None; entries.len()]),
             entries,
@@ -184,6 +206,23 @@ impl Scraper {
                     Duration::ZERO,
                 )
             });
+            // Every family a collector emits is one it declares, so the
+            // catalogue (and docs/metrics.md) is complete. Checked in debug
+            // builds, which every test runs: a collector that breaks the rule
+            // fails there, with the family named.
+            let mut c = c;
+            if cfg!(debug_assertions)
+                && let Some(name) = e.undeclared(&c.families)
+            {
+                tracing::error!(
+                    collector = e.name,
+                    family = name,
+                    "collector emitted a family it does not declare"
+                );
+                c.errors.push(CollectError::Protocol(format!(
+                    "emitted {name}, which the collector does not declare (a bug)"
+                )));
+            }
             let ok = !c.errors.iter().any(CollectError::is_failure);
             self.record(index, ok, d, &c.errors);
             success.push(labels![e.name], f64::from(u8::from(ok)));
@@ -274,7 +313,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
     use crate::collector::BoxFuture;
-    use crate::metrics::Desc;
 
     #[test]
     fn errors_are_joined_with_semicolons() {
@@ -290,9 +328,11 @@ mod tests {
     }
 
     metrics! {
-        #[allow(dead_code)] // the descriptors are what the tests use
         static TEST = [X: Gauge("clock_test_x", [], "Test.")];
     }
+
+    /// What the test collectors declare.
+    static DECLARES: &[&[&Desc]] = &[TEST];
 
     struct Fixed(f64);
     impl Collector for Fixed {
@@ -330,15 +370,35 @@ mod tests {
             .expect("sample")
     }
 
+    #[cfg(debug_assertions)]
+    #[tokio::test]
+    async fn a_family_the_collector_does_not_declare_fails_it_in_debug_builds() {
+        let s = Scraper::new(
+            vec![
+                Entry::new("declares", DECLARES, Arc::new(Fixed(1.0))),
+                Entry::new("does-not", &[], Arc::new(Fixed(2.0))),
+            ],
+            Duration::from_secs(1),
+        );
+        let fams = s.scrape().await;
+        assert_eq!(value(&fams, &SUCCESS, "declares"), 1.0);
+        assert_eq!(value(&fams, &SUCCESS, "does-not"), 0.0);
+        let st = s.statuses();
+        assert_eq!(
+            st[1].1.as_ref().map(|s| s.message.as_str()),
+            Some("protocol: emitted clock_test_x, which the collector does not declare (a bug)")
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn slow_and_panicking_collectors_cost_only_their_own_series() {
         let s = Scraper::new(
             vec![
-                ("fixed", Arc::new(Fixed(7.0)) as Arc<dyn Collector>),
-                ("slow", Arc::new(Sleeps(Duration::from_secs(3600)))),
-                ("panics", Arc::new(Panics)),
+                Entry::new("fixed", DECLARES, Arc::new(Fixed(7.0))),
+                Entry::new("slow", &[], Arc::new(Sleeps(Duration::from_secs(3600)))),
+                Entry::new("panics", &[], Arc::new(Panics)),
                 // Waits, then answers well within the timeout.
-                ("late", Arc::new(Sleeps(Duration::from_millis(50)))),
+                Entry::new("late", &[], Arc::new(Sleeps(Duration::from_millis(50)))),
             ],
             Duration::from_millis(200),
         );

@@ -199,7 +199,7 @@ fn client(out: &mut String, host: &str, daemon: &str, peers: &[(&str, &str, f64,
         line(out, "clock_peer_reachability_ratio", host, &p, 1.0);
         let info = format!("{p},kind=\"server\",refid=\"203.0.113.5\"");
         line(out, "clock_peer_info", host, &info, 1.0);
-        for s in clock_exporter::model::PeerState::ALL {
+        for s in clock_exporter::testing::model::PeerState::ALL {
             let l = format!("{p},state=\"{}\"", s.label());
             line(
                 out,

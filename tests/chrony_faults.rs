@@ -9,10 +9,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clock_exporter::collector::chrony;
-use clock_exporter::collector::{CollectError, Collected, Collector};
-use clock_exporter::metrics::find;
-use clock_exporter::model;
+use clock_exporter::testing::collector::chrony;
+use clock_exporter::testing::collector::{CollectError, Collected, Collector};
+use clock_exporter::testing::metrics::find;
+use clock_exporter::testing::model;
 
 const TIMEOUT: Duration = Duration::from_millis(400);
 

@@ -14,7 +14,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clock_exporter::proto::cmdmon::{self, Reply, ReplyError, Request, Status};
+use clock_exporter::testing::proto::cmdmon::{self, Reply, ReplyError, Request, Status};
 use lab::{Chronyd, Exporter, Netns, SkewedServer, chrony_server, link, sample, wait_for};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);

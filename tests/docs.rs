@@ -11,7 +11,7 @@ fn metrics_doc_lists_exactly_the_catalogue() {
     let doc = std::fs::read_to_string(&path).expect("read docs/metrics.md");
     let start = doc.find(BEGIN).expect("begin marker") + BEGIN.len();
     let end = doc.find(END).expect("end marker");
-    let table = clock_exporter::metrics_table();
+    let table = clock_exporter::testing::metrics_table();
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         let updated = format!("{}{table}{}", &doc[..start], &doc[end..]);
         std::fs::write(&path, updated).expect("write docs/metrics.md");
@@ -26,7 +26,7 @@ fn metrics_doc_lists_exactly_the_catalogue() {
 
 #[test]
 fn catalogue_names_follow_the_contract() {
-    let catalogue = clock_exporter::catalogue();
+    let catalogue = clock_exporter::testing::catalogue();
     let mut names: Vec<String> = catalogue.iter().map(|(d, _)| d.sample_name()).collect();
     let n = names.len();
     names.sort();

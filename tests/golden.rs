@@ -143,7 +143,7 @@ fn metadata(body: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn every_emitted_family_is_catalogued_and_the_fixture_collectors_cover_their_catalogue() {
-    let catalogue = clock_exporter::catalogue();
+    let catalogue = clock_exporter::testing::catalogue();
     let mut seen = BTreeSet::new();
     for host in HOSTS {
         let body = start(host).scrape();
@@ -154,8 +154,8 @@ fn every_emitted_family_is_catalogued_and_the_fixture_collectors_cover_their_cat
                 .unwrap_or_else(|| panic!("{host}: {name} is emitted but not catalogued"));
             assert_eq!(help, desc.help, "{name}");
             let want = match desc.kind {
-                clock_exporter::metrics::Kind::Gauge => "gauge",
-                clock_exporter::metrics::Kind::Counter => "counter",
+                clock_exporter::testing::metrics::Kind::Gauge => "gauge",
+                clock_exporter::testing::metrics::Kind::Counter => "counter",
             };
             assert_eq!(kind, want, "{name}");
             if body

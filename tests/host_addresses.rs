@@ -9,7 +9,7 @@
 
 mod lab;
 
-use clock_exporter::sys::net::NetlinkWatch;
+use clock_exporter::testing::sys::NetlinkWatch;
 use lab::{Exporter, Netns, only_collectors};
 
 const ADDED: &str = "192.0.2.77";

@@ -8,10 +8,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clock_exporter::collector::{BoxFuture, Collected, Collector};
-use clock_exporter::http::{self, App, WebConfig};
-use clock_exporter::metrics::{Desc, Kind};
-use clock_exporter::scrape::Scraper;
+use clock_exporter::testing::collector::{BoxFuture, Collected, Collector};
+use clock_exporter::testing::http::{self, App, WebConfig};
+use clock_exporter::testing::metrics::{Desc, Kind};
+use clock_exporter::testing::{Entry, Scraper};
 
 static SLOW_VALUE: Desc = Desc {
     name: "clock_test_slow_value",
@@ -19,6 +19,9 @@ static SLOW_VALUE: Desc = Desc {
     kind: Kind::Gauge,
     labels: &[],
 };
+
+/// What the test collector declares.
+static DECLARED: &[&[&Desc]] = &[&[&SLOW_VALUE]];
 
 /// A collector that takes `delay` to answer.
 struct Slow(Duration);
@@ -48,7 +51,7 @@ async fn server(
     header_timeout: Duration,
 ) -> Server {
     let scraper = Arc::new(Scraper::new(
-        vec![("slow", Arc::new(Slow(delay)) as Arc<dyn Collector>)],
+        vec![Entry::new("slow", DECLARED, Arc::new(Slow(delay)))],
         Duration::from_secs(10),
     ));
     let app = App::new(

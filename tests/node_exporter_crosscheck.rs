@@ -94,7 +94,7 @@ fn timex_and_clocksource_agree_with_node_exporter() {
     // Status: node_exporter publishes the raw word; we publish one series per bit.
     let status = num(&node, "node_timex_status") as i64;
     let mut rebuilt = 0i64;
-    for (name, bit) in clock_exporter::collector::timex::STATUS_FLAGS {
+    for (name, bit) in clock_exporter::testing::collector::timex::STATUS_FLAGS {
         let v = num(
             &after,
             &format!("clock_timex_status_flag{{flag=\"{name}\"}}"),

@@ -15,10 +15,10 @@ use std::net::{Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clock_exporter::proto::mode6::{
+use clock_exporter::testing::proto::mode6::{
     self, AssocId, Fragment, Opcode, Progress, Reassembler, Sequence, SystemStats,
 };
-use clock_exporter::proto::ntp::{Header, NtpShort, NtpTimestamp, RefId};
+use clock_exporter::testing::proto::ntp::{Header, NtpShort, NtpTimestamp, RefId};
 use lab::{Chronyd, Exporter, Netns, Ntpd, SkewedServer, chrony_server, link, sample, wait_for};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);

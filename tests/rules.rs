@@ -12,9 +12,9 @@ use std::fmt::Write as _;
 use std::fs;
 use std::process::Command;
 
-use clock_exporter::collector::timex;
-use clock_exporter::metrics::Desc;
-use clock_exporter::model::{PeerKind, PeerState};
+use clock_exporter::testing::collector::timex;
+use clock_exporter::testing::metrics::Desc;
+use clock_exporter::testing::model::{PeerKind, PeerState};
 use common::{
     GRAFANA_VARIABLES, Rule, expand_grafana, lab_tool, load_json, load_yaml, name, panels,
     rule_files, rule_test_files, rules, run,
@@ -54,7 +54,7 @@ const DASHBOARD_UIDS: [(&str, &str); 3] = [
 /// and chrony collectors fill.
 fn emitted() -> BTreeMap<String, &'static Desc> {
     let mut out = BTreeMap::new();
-    for (d, _) in clock_exporter::catalogue() {
+    for (d, _) in clock_exporter::testing::catalogue() {
         out.insert(d.sample_name(), d);
     }
     out

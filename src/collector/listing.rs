@@ -45,6 +45,7 @@ impl<T: Clone> ListingCache<T> {
     }
 
     /// Whether a watch keeps the listing.
+    #[cfg(test)]
     pub fn is_watched(&self) -> bool {
         self.watch.is_some()
     }

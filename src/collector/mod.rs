@@ -156,6 +156,24 @@ pub static REGISTRY: &[Registration] = &[
     chrony::REGISTRATION,
 ];
 
+/// Asserts that every family in `families` is one `reg` declares: the
+/// catalogue, and so docs/metrics.md, is then complete. The scrape checks
+/// the same in debug builds; collectors' tests check their readings with it.
+#[cfg(test)]
+pub fn assert_declared(reg: &Registration, families: &[Family]) {
+    for f in families {
+        assert!(
+            reg.metrics
+                .iter()
+                .flat_map(|group| group.iter())
+                .any(|d| std::ptr::eq(*d, f.desc)),
+            "the {} collector emits {}, which it does not declare",
+            reg.name,
+            f.desc.name
+        );
+    }
+}
+
 /// No extra flags.
 pub fn no_args() -> Vec<clap::Arg> {
     Vec::new()

@@ -42,11 +42,6 @@ impl Kept {
     pub fn families(&self) -> impl Iterator<Item = Family> + '_ {
         self.0.iter().cloned()
     }
-
-    /// The kept families.
-    pub fn as_slice(&self) -> &[Family] {
-        &self.0
-    }
 }
 
 /// A value made for the last key, handed out again while the key stays the

@@ -84,7 +84,9 @@ enum Inner {
     Udp(UdpSocket),
     Unix {
         socket: UnixDatagram,
-        // Declared after the socket, so the socket closes before the file goes.
+        // Declared after the socket, so the socket closes before the file
+        // goes. Held for its Drop, which removes the file; read by tests.
+        #[cfg_attr(not(test), allow(dead_code))]
         file: SocketFile,
         identity: Option<SocketIdentity>,
     },
@@ -133,6 +135,7 @@ impl Connection {
     }
 
     /// The client's own socket file, for the unix channel.
+    #[cfg(test)]
     pub fn client_file(&self) -> Option<&Path> {
         match &self.inner {
             Inner::Unix { file, .. } => Some(file.path()),

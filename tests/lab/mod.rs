@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use clock_exporter::proto::ntp::{Header, NtpShort, NtpTimestamp, RefId};
+use clock_exporter::testing::proto::ntp::{Header, NtpShort, NtpTimestamp, RefId};
 
 /// The unpacked lab root (the `dpkg -x` target).
 pub fn root() -> PathBuf {
@@ -630,7 +630,7 @@ impl LocalExporter {
 /// Flags that disable every collector but the named ones, from the
 /// exporter's own table, so a test is not affected by daemons on this host.
 pub fn only_collectors(keep: &[&str]) -> Vec<String> {
-    clock_exporter::collector::REGISTRY
+    clock_exporter::testing::collector::REGISTRY
         .iter()
         .filter(|r| !keep.contains(&r.name))
         .map(|r| format!("--no-collector.{}", r.name))

@@ -98,7 +98,9 @@ fn captured_tracking_maps_onto_the_sync_series() {
 #[test]
 fn captured_sources_map_onto_the_peer_series_with_theta_signs() {
     let v = captured_value;
-    let extras = report(&captured_snapshot()).1;
+    let (shared, extras) = report(&captured_snapshot());
+    crate::collector::assert_declared(&super::REGISTRATION, &shared.families());
+    crate::collector::assert_declared(&super::REGISTRATION, &extras);
     // Sources: the skewed server is ahead (+11.5 s) and a falseticker.
     let skewed = ["chronyd", "192.0.2.12"];
     // Peer minus system clock: chronyd's adjusted measurement moved by the

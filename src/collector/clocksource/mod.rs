@@ -23,14 +23,9 @@ use crate::metrics::{Kept, labels, metrics};
 use crate::sys::cpuid;
 use crate::sys::fs::{self, Roots};
 
-pub use boot::{BootParams, boot_params};
-pub use sysfs::{ClocksourceDevice, is_clocksource_name};
+use boot::boot_params;
 use sysfs::{SysfsState, device_families, read_clocksources, read_ptp};
-use virt::cpu_families;
-pub use virt::{
-    VirtEvidence, Virtualization, classify, cpu_flags, hypervisor_from_dmi,
-    hypervisor_from_signatures,
-};
+use virt::{VirtEvidence, classify, cpu_families, cpu_flags};
 
 /// The collector's table entry.
 pub const REGISTRATION: Registration = Registration {

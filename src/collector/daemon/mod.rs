@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::time::Instant;
 
-pub use presence::{Gate, MAX_BACKOFF, MIN_BACKOFF, Presence};
+#[cfg(test)]
+pub use presence::MIN_BACKOFF;
+use presence::{Gate, Presence};
 
 use super::{BoxFuture, CollectError, Collected, Collector};
 use crate::model::{self, Daemon};

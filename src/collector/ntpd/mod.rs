@@ -31,7 +31,7 @@ use crate::metrics::metrics;
 use crate::model::{self, Daemon};
 
 pub use query::query;
-pub use reading::{Reading, peer_state};
+pub use reading::Reading;
 use served::Served;
 
 /// The collector's table entry.

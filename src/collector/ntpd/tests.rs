@@ -221,18 +221,7 @@ fn captured_ntpd_families_include_ntpd_facts() {
         value(&fams, &model::SYNC_INFO, &["ntpd", "192.0.2.11"]),
         Some(1.0)
     );
-    // Every family is one this collector declares.
-    for f in &fams {
-        assert!(
-            REGISTRATION
-                .metrics
-                .iter()
-                .flat_map(|group| group.iter())
-                .any(|d| std::ptr::eq(*d, f.desc)),
-            "{}",
-            f.desc.name
-        );
-    }
+    crate::collector::assert_declared(&REGISTRATION, &fams);
 }
 
 #[test]
