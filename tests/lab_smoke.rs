@@ -1,5 +1,6 @@
-//! Proves the lab itself: namespaces, honest chronyd servers and the skewed
-//! responder, as chronyd's own `chronyc` and NTPsec's `ntpq` see them.
+//! Proves the lab itself: namespaces, honest chronyd servers and the
+//! skewed and drifting responders, as chronyd's own `chronyc` and NTPsec's
+//! `ntpq` see them.
 
 mod common;
 
@@ -99,4 +100,38 @@ fn ntpd_answers_ntpq_and_sees_the_skewed_server() {
     assert!(offset_ms(a).abs() < 10.0, "{peers}");
     // ntpq prints θ (peer minus local): the skewed server is +11500 ms.
     assert!((offset_ms(b) - 11_500.0).abs() < 10.0, "{peers}");
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn drifting_server_is_seen_by_chronyd_with_its_rate() {
+    // chronyd follows the honest server; the drifting one, never selected,
+    // shows its rate against that timescale in `chronyc sourcestats`.
+    let ppm = 500.0;
+    let lab = Lab::builder()
+        .client(Daemon::Chronyd)
+        .honest("a")
+        .drifting("d", ppm)
+        .noselect("d")
+        .build();
+    let d = lab.addr("d").to_string();
+    // Name, NP, NR, span, frequency (ppm), skew, offset, std dev.
+    let (freq, stats) = wait_for("a rate from 20 samples", Duration::from_secs(60), || {
+        let stats = lab.chronyc(&["-n", "sourcestats"]);
+        let fields: Vec<&str> = stats
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(d.as_str()))?
+            .split_whitespace()
+            .collect();
+        let samples: u32 = fields.get(1)?.parse().ok()?;
+        let freq: f64 = fields.get(4)?.parse().ok()?;
+        (samples >= 20).then_some((freq, stats))
+    });
+    eprintln!("{stats}");
+    // Its Frequency is the client's clock against the source: a source
+    // running fast makes the client's clock slow, negative.
+    assert!(
+        (freq + ppm).abs() < 0.05 * ppm,
+        "drifting server at {freq} ppm\n{stats}"
+    );
 }
