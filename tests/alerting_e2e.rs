@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::{GRAFANA_VARIABLES, Process, TempDir, expand_grafana, free_port, lab_tool};
+use common::lab::{Proc, TempDir, free_port};
+use common::{GRAFANA_VARIABLES, expand_grafana, lab_tool};
 use serde_json::Value;
 
 /// Dashboard queries that return nothing on the healthy fleet, and why.
@@ -255,7 +256,7 @@ impl Fleet {
             &[
                 ("192.0.2.11", "selected", -0.0012, 0.0003, 0.01),
                 ("192.0.2.13", "candidate", 0.0008, 0.0004, 0.012),
-                ("198.51.100.7", "candidate", 0.0021, 0.0005, 0.008),
+                ("192.0.2.14", "candidate", 0.0021, 0.0005, 0.008),
             ],
         );
         server(&mut out, "va:9857", "192.0.2.11", "tsc", elapsed);
@@ -372,7 +373,7 @@ fn launch(
     config: &str,
     storage_flag: &str,
     extra: &[&str],
-) -> (Process, u16) {
+) -> (Proc, u16) {
     let port = free_port();
     let config_file = dir.path().join(format!("{name}.yml"));
     std::fs::write(&config_file, config).expect("write config");
@@ -382,7 +383,7 @@ fn launch(
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .args(extra)
         .current_dir(dir.path());
-    let process = Process::spawn(cmd, dir.path().join(format!("{name}.log")), name);
+    let process = Proc::spawn(cmd, dir.path().join(format!("{name}.log")), name);
     wait_for(&format!("{name} ready"), || match get(port, "/-/ready") {
         Ok((200, _)) => Ok(()),
         other => Err(format!("{other:?}")),
@@ -392,7 +393,7 @@ fn launch(
 
 /// Starts Alertmanager and Prometheus on loopback; returns them and
 /// Prometheus' port.
-fn start_stack(dir: &TempDir, exporter: u16, fleet: u16, webhook: u16) -> (Process, Process, u16) {
+fn start_stack(dir: &TempDir, exporter: u16, fleet: u16, webhook: u16) -> (Proc, Proc, u16) {
     let (alertmanager, am_port) = launch(
         "alertmanager",
         alertmanager_command(),
@@ -459,7 +460,7 @@ fn prometheus_and_alertmanager_run_the_rules_dashboards_and_alerts() {
     let exporter_port = free_port();
     let mut exporter_cmd = Command::new(env!("CARGO_BIN_EXE_clock_exporter"));
     exporter_cmd.arg(format!("--web.listen-address=127.0.0.1:{exporter_port}"));
-    let mut exporter = Process::spawn(
+    let mut exporter = Proc::spawn(
         exporter_cmd,
         dir.path().join("exporter.log"),
         "clock_exporter",

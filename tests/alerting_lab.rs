@@ -1,5 +1,5 @@
 //! The alert rules against real daemons: a client host running ntpd or chronyd, with
-//! three servers in namespaces of their own, our exporter beside ntpd, and a
+//! three servers in namespaces of their own, our exporter beside the daemon, and a
 //! real Prometheus (unpacked by scripts/lab-fetch) in the client's namespace
 //! scraping it every second with `alerts/*.rules.yml` loaded.
 //!
@@ -7,24 +7,19 @@
 //!   falseticker and disagreement alerts go pending and name it, and only it.
 //! - With three honest servers, no peer-related alert is raised.
 
-mod lab;
+mod common;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab::{
-    Exporter, Netns, Ntpd, Proc, SkewedServer, TempDir, chrony_server, http_get, in_netns, link,
-    wait_for,
+use common::lab::{
+    Daemon, Exporter, Lab, Netns, Proc, TempDir, http_get, in_netns, sample, wait_for,
 };
 use serde_json::Value;
 
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const SERVERS: [Ipv4Addr; 3] = [
-    Ipv4Addr::new(192, 0, 2, 11),
-    Ipv4Addr::new(192, 0, 2, 12),
-    Ipv4Addr::new(192, 0, 2, 13),
-];
+/// The servers every client here polls; the third may be the skewed one.
+const SERVERS: [&str; 3] = ["a", "b", "c"];
 const PROMETHEUS: &str = "127.0.0.1:9090";
 
 /// Alerts about peers and their selection; none may fire on a healthy host.
@@ -115,74 +110,44 @@ fn alerts(ns: &Netns) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// The lab: client with ntpd and the exporter, three servers; the third is
-/// `skewed` seconds ahead (a test responder) or an honest chronyd.
-struct Lab {
-    // Declaration order is drop order: processes before namespaces.
+/// The lab, watched by Prometheus: the client with its daemon and the
+/// exporter, three servers; the third (`c`) is 11.5 s ahead (the test
+/// responder) or an honest chronyd.
+struct Watched {
+    // Declaration order is drop order: Prometheus and the exporter first.
     _prometheus: Proc,
     _exporter: Exporter,
-    _ntpd: Option<Ntpd>,
-    _client_chronyd: Option<lab::Chronyd>,
-    daemon: &'static str,
-    _chronyds: Vec<lab::Chronyd>,
-    _skewed: Option<SkewedServer>,
     _dir: TempDir,
-    client: Netns,
-    _servers: Vec<Netns>,
+    daemon: Daemon,
+    lab: Lab,
 }
 
-/// `daemon` is "ntpd" or "chronyd": which one the client runs.
-fn lab(daemon: &'static str, third_skewed: bool) -> Lab {
-    lab::require_root();
-    let root = lab::root();
-    let client = Netns::new();
-    let servers: Vec<Netns> = SERVERS.iter().map(|_| Netns::new()).collect();
-    for (ns, addr) in servers.iter().zip(SERVERS) {
-        link(&client, CLIENT, ns, addr);
+fn watched(daemon: Daemon, third_skewed: bool) -> Watched {
+    let builder = Lab::builder().client(daemon).honest("a").honest("b");
+    let lab = if third_skewed {
+        builder.skewed("c", 11.5)
+    } else {
+        builder.honest("c")
     }
-    let mut chronyds = vec![
-        chrony_server(&root, &servers[0], "server-a"),
-        chrony_server(&root, &servers[1], "server-b"),
-    ];
-    let skewed = if third_skewed {
-        Some(SkewedServer::start(&servers[2], SERVERS[2], 11.5, 0.0))
-    } else {
-        chronyds.push(chrony_server(&root, &servers[2], "server-c"));
-        None
+    .build();
+    let flags = match daemon {
+        Daemon::Ntpd => ["--collector.ntpd.address", "127.0.0.1:123"],
+        Daemon::Chronyd => ["--collector.chrony.address", "127.0.0.1:323"],
     };
-    let polls = if daemon == "ntpd" {
-        "iburst minpoll 3 maxpoll 4"
-    } else {
-        "iburst minpoll -2 maxpoll 0"
-    };
-    let config = SERVERS
-        .iter()
-        .map(|a| format!("server {a} {polls}"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let (ntpd, client_chronyd, flags) = if daemon == "ntpd" {
-        let n = Ntpd::start(&root, &client, "ntpd", &config);
-        (Some(n), None, ["--collector.ntpd.address", "127.0.0.1:123"])
-    } else {
-        let c = lab::Chronyd::start(&root, &client, "client", &config);
-        (
-            None,
-            Some(c),
-            ["--collector.chrony.address", "127.0.0.1:323"],
-        )
-    };
-    let exporter = Exporter::start(&client, &flags);
-    // Prometheus starts watching once ntpd has settled, as it would on a
-    // host that has been running for a while: the falseticker rule asks for
-    // an unbroken run of samples, which ntpd's first seconds (every peer
-    // still unreachable) would otherwise break for the whole window.
-    wait_for("ntpd to settle", Duration::from_secs(60), || {
-        let body = exporter.scrape(&client);
+    let exporter = lab.exporter(&flags);
+    let [a, b, c] = SERVERS.map(|n| lab.addr(n));
+    // Prometheus starts watching once the daemon has settled, as it would on
+    // a host that has been running for a while: the falseticker rule asks for
+    // an unbroken run of samples, which the daemon's first seconds (every
+    // peer still unreachable) would otherwise break for the whole window.
+    wait_for("the daemon to settle", Duration::from_secs(60), || {
+        let body = exporter.scrape();
         let state = |peer: Ipv4Addr, state: &str| {
-            lab::sample(
+            sample(
                 &body,
                 &format!(
-                    "clock_peer_state{{daemon=\"{daemon}\",peer=\"{peer}\",state=\"{state}\"}}"
+                    "clock_peer_state{{daemon=\"{}\",peer=\"{peer}\",state=\"{state}\"}}",
+                    daemon.label()
                 ),
             ) == Some(1.0)
         };
@@ -192,48 +157,43 @@ fn lab(daemon: &'static str, third_skewed: bool) -> Lab {
                 .any(|s| state(peer, s))
         };
         let settled = if third_skewed {
-            state(SERVERS[2], "falseticker") && survived(SERVERS[0]) && survived(SERVERS[1])
+            state(c, "falseticker") && survived(a) && survived(b)
         } else {
-            SERVERS.iter().all(|p| survived(*p))
+            [a, b, c].into_iter().all(survived)
         };
         settled.then_some(())
     });
     let dir = TempDir::new("prometheus");
-    let prometheus = start_prometheus(&root, &client, &dir);
-    Lab {
+    let prometheus = start_prometheus(lab.root(), lab.client(), &dir);
+    Watched {
         _prometheus: prometheus,
         _exporter: exporter,
-        _ntpd: ntpd,
-        _client_chronyd: client_chronyd,
-        daemon,
-        _chronyds: chronyds,
-        _skewed: skewed,
         _dir: dir,
-        client,
-        _servers: servers,
+        daemon,
+        lab,
     }
 }
 
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn the_skewed_server_drives_the_peer_alerts_and_is_named() {
-    skewed_server_is_named("ntpd");
+    skewed_server_is_named(Daemon::Ntpd);
 }
 
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn the_skewed_server_drives_the_peer_alerts_and_is_named_under_chronyd() {
-    skewed_server_is_named("chronyd");
+    skewed_server_is_named(Daemon::Chronyd);
 }
 
-fn skewed_server_is_named(daemon: &'static str) {
-    let lab = lab(daemon, true);
-    let skewed = SERVERS[2].to_string();
+fn skewed_server_is_named(daemon: Daemon) {
+    let w = watched(daemon, true);
+    let skewed = w.lab.addr("c").to_string();
     let found = wait_for(
         "falseticker and disagreement alerts",
         Duration::from_secs(90),
         || {
-            let a = alerts(&lab.client);
+            let a = alerts(w.lab.client());
             let names = |alert: &str| -> Vec<String> {
                 a.iter()
                     .filter(|(n, _, _)| n == alert)
@@ -252,10 +212,10 @@ fn skewed_server_is_named(daemon: &'static str) {
     }
     // The series behind them, as Prometheus stored them from our exporter.
     let offset = query(
-        &lab.client,
+        w.lab.client(),
         &format!(
             "clock_peer_offset_seconds{{daemon=\"{}\",peer=\"{skewed}\"}}",
-            lab.daemon
+            w.daemon.label()
         ),
     );
     let v: f64 = offset[0]["value"][1]
@@ -269,11 +229,11 @@ fn skewed_server_is_named(daemon: &'static str) {
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn three_honest_servers_raise_no_peer_alert() {
-    let lab = lab("ntpd", false);
+    let w = watched(Daemon::Ntpd, false);
     // Wait until the rules have seen three usable sources, and a few more
     // evaluations, so that every alert group has run over that data.
     wait_for("three usable sources", Duration::from_secs(90), || {
-        let r = query(&lab.client, "instance:clock_usable_sources:count");
+        let r = query(w.lab.client(), "instance:clock_usable_sources:count");
         let n: f64 = r.first()?["value"][1].as_str()?.parse().ok()?;
         (n >= 3.0).then_some(())
     });
@@ -281,7 +241,7 @@ fn three_honest_servers_raise_no_peer_alert() {
     // Then watch the rules for a while: 20 evaluations.
     let until = Instant::now() + Duration::from_secs(20);
     while Instant::now() < until {
-        let raised: Vec<_> = alerts(&lab.client)
+        let raised: Vec<_> = alerts(w.lab.client())
             .into_iter()
             .filter(|(n, _, _)| PEER_ALERTS.contains(&n.as_str()))
             .collect();
@@ -293,7 +253,7 @@ fn three_honest_servers_raise_no_peer_alert() {
     }
     // And the rules really evaluated over our series.
     let states = query(
-        &lab.client,
+        w.lab.client(),
         "clock_peer_state{daemon=\"ntpd\",state=\"falseticker\"}",
     );
     assert_eq!(states.len(), 3, "{states:?}");

@@ -1,13 +1,13 @@
 //! The chrony collector against real chronyd 4.3 (unpacked, `-x`, private
 //! sockets) in network namespaces, cross-checked with chronyd's own chronyc.
 //!
-//! Each test builds its hosts from documentation addresses: the client at
-//! 192.0.2.1, honest chronyd servers at .11 and .13, the skewed responder
-//! (+11.5 s, the seed's vB) at .12. All namespaces share this machine's
-//! clock, so the truth is known: an honest server's clock minus the client's
-//! is 0, the skewed one's is +11.5 s.
+//! Most tests run the lab's client chronyd polling an honest chronyd server
+//! (`a`, 192.0.2.11), the skewed responder (`b`, +11.5 s, the seed's vB,
+//! 192.0.2.12) and, in some, a second honest server (`c`, 192.0.2.13). All
+//! namespaces share this machine's clock, so the truth is known: an honest
+//! server's clock minus the client's is 0, the skewed one's is +11.5 s.
 
-mod lab;
+mod common;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
@@ -15,66 +15,30 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clock_exporter::testing::proto::cmdmon::{self, Reply, ReplyError, Request, Status};
-use lab::{Chronyd, Exporter, Netns, SkewedServer, chrony_server, link, sample, wait_for};
-
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const SERVER_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
-const SKEWED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
-const SERVER_C: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 13);
-const FAST: &str = "iburst minpoll -2 maxpoll 0";
+use common::lab::plan::{CLIENT, HONEST};
+use common::lab::{
+    self, Daemon, Exporter, Lab, LabBuilder, Netns, SERVE_LOCAL_CLOCK, sample, wait_for,
+};
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cmdmon")
 }
 
-/// The lab's hosts: a client namespace linked to an honest chronyd server at
-/// 192.0.2.11, the skewed responder at .12 and, with `third`, a second
-/// honest server at .13. Dropping it kills the servers and deletes the
-/// namespaces (fields drop in order: processes first).
-struct Hosts {
-    root: PathBuf,
-    server_a: Chronyd,
-    _server_c: Option<Chronyd>,
-    _skewed: SkewedServer,
-    client: Netns,
-    _ns_a: Netns,
-    _ns_skewed: Netns,
-    _ns_c: Option<Netns>,
+/// A chronyd client of the honest `a` and the skewed `b` and, with `third`,
+/// of the honest `c`, in that order.
+fn chrony_lab(third: bool) -> LabBuilder {
+    let lab = Lab::builder()
+        .client(Daemon::Chronyd)
+        .honest("a")
+        .skewed("b", 11.5);
+    if third { lab.honest("c") } else { lab }
 }
 
-fn hosts(third: bool) -> Hosts {
-    lab::require_root();
-    let root = lab::root();
-    let client = Netns::new();
-    let ns_a = Netns::new();
-    let ns_skewed = Netns::new();
-    link(&client, CLIENT, &ns_a, SERVER_A);
-    link(&client, CLIENT, &ns_skewed, SKEWED);
-    let ns_c = third.then(|| {
-        let ns = Netns::new();
-        link(&client, CLIENT, &ns, SERVER_C);
-        ns
-    });
-    let server_a = chrony_server(&root, &ns_a, "server-a");
-    let server_c = ns_c.as_ref().map(|ns| chrony_server(&root, ns, "server-c"));
-    let skewed = SkewedServer::start(&ns_skewed, SKEWED, 11.5, 0.0);
-    Hosts {
-        root,
-        server_a,
-        _server_c: server_c,
-        _skewed: skewed,
-        client,
-        _ns_a: ns_a,
-        _ns_skewed: ns_skewed,
-        _ns_c: ns_c,
-    }
-}
-
-impl Hosts {
-    /// Starts the client's chronyd with these configuration lines.
-    fn client_chronyd(&self, conf: &str) -> Chronyd {
-        Chronyd::start(&self.root, &self.client, "client", conf)
-    }
+/// A client host whose chronyd is itself a server (`local stratum 8`).
+fn serving_chronyd() -> LabBuilder {
+    Lab::builder()
+        .client(Daemon::Chronyd)
+        .client_conf(SERVE_LOCAL_CLOCK)
 }
 
 /// One request and its reply over UDP to chronyd's command port in `ns`.
@@ -254,25 +218,25 @@ fn requests_equal_chronyc_and_replies_of_real_chronyd_decode() {
             &["ntpdata", "192.0.2.11"][..],
             57,
             true,
-            Request::NtpData(SERVER_A.into()),
+            Request::NtpData(HONEST[0].into()),
         ),
     ] {
         let theirs = chronyc_request(&root, args, command, unix);
         same_as_chronyc(&ours, &theirs);
     }
 
-    let hosts = hosts(true);
-    let client = &hosts.client;
-    let server_a = &hosts.server_a;
-    let client_dir = lab::TempDir::new("refclock");
-    let chronyd = hosts.client_chronyd(
-        &format!(
-            "server {SERVER_A} {FAST}\nserver {SKEWED} {FAST}\nserver {SERVER_C} {FAST}\nrefclock SOCK {}/refclock.sock refid GPS\n",
-            client_dir.path().display()
-        ),
-    );
+    // Outlives the lab: chronyd stops before its refclock's directory goes.
+    let refclock_dir = lab::TempDir::new("refclock");
+    let lab = chrony_lab(true)
+        .client_conf(&format!(
+            "refclock SOCK {}/refclock.sock refid GPS",
+            refclock_dir.path().display()
+        ))
+        .build();
+    let (client, chronyd) = (lab.client(), lab.chronyd());
+    let (honest, skewed) = (lab.addr("a"), lab.addr("b"));
     wait_for("a source selected", Duration::from_secs(30), || {
-        let s = chronyd.chronyc(&root, client, &["-n", "sources"]);
+        let s = lab.chronyc(&["-n", "sources"]);
         s.lines().any(|l| l.starts_with("^*")).then_some(())
     });
     // A few more polls, so sourcestats has a frequency.
@@ -301,15 +265,15 @@ fn requests_equal_chronyc_and_replies_of_real_chronyd_decode() {
     assert_eq!(r, Err(ReplyError::Refused(Status::NoSuchSource)));
     let r = cap.take("server_stats.udp", Request::ServerStats, udp);
     assert_eq!(r, Err(ReplyError::Refused(Status::Unauthorised)));
-    let r = cap.take("ntp_data.udp", Request::NtpData(SERVER_A.into()), udp);
+    let r = cap.take("ntp_data.udp", Request::NtpData(honest.into()), udp);
     assert_eq!(r, Err(ReplyError::Refused(Status::Unauthorised)));
 
     let unix = |req: Vec<u8>| exchange_unix(&chronyd.socket(), &req);
-    for (name, ip) in [("ntp_data.honest", SERVER_A), ("ntp_data.skewed", SKEWED)] {
+    for (name, ip) in [("ntp_data.honest", honest), ("ntp_data.skewed", skewed)] {
         let r = cap.take(name, Request::NtpData(ip.into()), unix);
         assert!(matches!(r, Ok(Reply::NtpData(_))), "{r:?}");
     }
-    let server = |req: Vec<u8>| exchange_unix(&server_a.socket(), &req);
+    let server = |req: Vec<u8>| exchange_unix(&lab.server("a").socket(), &req);
     let r = cap.take("server_stats.unix", Request::ServerStats, server);
     let Ok(Reply::ServerStats(s)) = r else {
         panic!("{r:?}")
@@ -471,17 +435,12 @@ fn state_label(c: char, reach: u32) -> &'static str {
 
 /// Compares one scrape bracket with `chronyc -n tracking`, `sources -v` and
 /// `sourcestats` read in between; returns the number of values compared.
-fn compare_with_chronyc(
-    root: &Path,
-    ns: &Netns,
-    chronyd: &Chronyd,
-    exporter: &Exporter,
-) -> (usize, String, String) {
-    let before = exporter.scrape(ns);
-    let tracking = chronyd.chronyc(root, ns, &["-n", "tracking"]);
-    let sources = chronyd.chronyc(root, ns, &["-n", "sources", "-v"]);
-    let stats = chronyd.chronyc(root, ns, &["-n", "sourcestats"]);
-    let after = exporter.scrape(ns);
+fn compare_with_chronyc(lab: &Lab, exporter: &Exporter) -> (usize, String, String) {
+    let before = exporter.scrape();
+    let tracking = lab.chronyc(&["-n", "tracking"]);
+    let sources = lab.chronyc(&["-n", "sources", "-v"]);
+    let stats = lab.chronyc(&["-n", "sourcestats"]);
+    let after = exporter.scrape();
     let mut b = Bracket {
         before: &before,
         after: &after,
@@ -748,27 +707,24 @@ fn is_state(body: &str, peer: Ipv4Addr, state: &str) -> bool {
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn three_sources_the_skewed_one_is_a_falseticker_and_values_agree_with_chronyc() {
-    let hosts = hosts(true);
-    let (root, client) = (&hosts.root, &hosts.client);
-    let chronyd = hosts.client_chronyd(&format!(
-        "server {SERVER_A} {FAST}\nserver {SKEWED} {FAST}\nserver {SERVER_C} {FAST}\n"
-    ));
-    let socket = chronyd.socket().display().to_string();
-    let exporter = Exporter::start(client, &["--collector.chrony.socket", &socket]);
+    let lab = chrony_lab(true).build();
+    let [a, b, c] = ["a", "b", "c"].map(|n| lab.addr(n));
+    let socket = lab.chronyd().socket().display().to_string();
+    let exporter = lab.exporter(&["--collector.chrony.socket", &socket]);
     let body = wait_for(
         "skewed falseticker, an honest one selected",
         Duration::from_secs(40),
         || {
-            let body = exporter.scrape(client);
-            (is_state(&body, SKEWED, "falseticker")
-                && (is_state(&body, SERVER_A, "selected") || is_state(&body, SERVER_C, "selected")))
+            let body = exporter.scrape();
+            (is_state(&body, b, "falseticker")
+                && (is_state(&body, a, "selected") || is_state(&body, c, "selected")))
             .then_some(body)
         },
     );
     // θ: the skewed server is 11.5 s ahead of this host, the honest ones with it.
-    let skewed = peer_value(&body, "clock_peer_offset_seconds", SKEWED);
+    let skewed = peer_value(&body, "clock_peer_offset_seconds", b);
     assert!((skewed - 11.5).abs() < 0.01, "{skewed}");
-    for honest in [SERVER_A, SERVER_C] {
+    for honest in [a, c] {
         let off = peer_value(&body, "clock_peer_offset_seconds", honest);
         assert!(off.abs() < 0.001, "{honest}: {off}");
         // With the socket: delay and dispersion from NTP_DATA, the refid the
@@ -787,7 +743,7 @@ fn three_sources_the_skewed_one_is_a_falseticker_and_values_agree_with_chronyc()
         "{body}"
     );
     // The selected source is chronyd's reference.
-    let selected = [SERVER_A, SERVER_C]
+    let selected = [a, c]
         .into_iter()
         .find(|p| is_state(&body, *p, "selected"))
         .expect("selected");
@@ -797,7 +753,7 @@ fn three_sources_the_skewed_one_is_a_falseticker_and_values_agree_with_chronyc()
 
     let mut compared = None;
     for _ in 0..5 {
-        let (n, before, chronyc) = compare_with_chronyc(root, client, &chronyd, &exporter);
+        let (n, before, chronyc) = compare_with_chronyc(&lab, &exporter);
         eprintln!("compared {n} values with chronyc\n{chronyc}\n{before}");
         if n >= 40 {
             compared = Some(n);
@@ -805,33 +761,29 @@ fn three_sources_the_skewed_one_is_a_falseticker_and_values_agree_with_chronyc()
         }
     }
     assert!(compared.is_some(), "too few values compared");
-    assert_no_client_sockets(chronyd.dir.path());
+    assert_no_client_sockets(lab.chronyd().dir.path());
 }
 
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn two_sources_that_disagree_are_both_falsetickers_and_sync_is_lost() {
-    let hosts = hosts(false);
-    let (root, client) = (&hosts.root, &hosts.client);
-    let chronyd = hosts.client_chronyd(&format!(
-        "server {SERVER_A} {FAST}\nserver {SKEWED} {FAST}\n"
-    ));
+    let lab = chrony_lab(false).build();
+    let [a, b] = ["a", "b"].map(|n| lab.addr(n));
     // Over UDP, as an unprivileged exporter would run.
-    let exporter = Exporter::start(client, &[]);
+    let exporter = lab.exporter(&[]);
     let body = wait_for("both sources falsetickers", Duration::from_secs(40), || {
-        let body = exporter.scrape(client);
-        (is_state(&body, SERVER_A, "falseticker") && is_state(&body, SKEWED, "falseticker"))
-            .then_some(body)
+        let body = exporter.scrape();
+        (is_state(&body, a, "falseticker") && is_state(&body, b, "falseticker")).then_some(body)
     });
-    for peer in [SERVER_A, SKEWED] {
+    for peer in [a, b] {
         assert!(!is_state(&body, peer, "selected"), "{peer}\n{body}");
     }
-    let sources = chronyd.chronyc(root, client, &["-n", "sources"]);
+    let sources = lab.chronyc(&["-n", "sources"]);
     let states: Vec<char> = source_lines(&sources).iter().map(|s| s.state).collect();
     assert_eq!(states, ['x', 'x'], "{sources}");
     // What chronyd reports without a majority: not synchronised (leap 3),
     // stratum 0, no reference (id 0).
-    let tracking = chronyd.chronyc(root, client, &["-n", "tracking"]);
+    let tracking = lab.chronyc(&["-n", "tracking"]);
     eprintln!("{tracking}\n{sources}");
     assert!(
         tracking.contains("Leap status     : Not synchronised"),
@@ -858,18 +810,18 @@ fn two_sources_that_disagree_are_both_falsetickers_and_sync_is_lost() {
         "{body}"
     );
     // Offsets still say who is right: the skewed server is 11.5 s ahead.
-    assert!((peer_value(&body, "clock_peer_offset_seconds", SKEWED) - 11.5).abs() < 0.01);
-    assert!(peer_value(&body, "clock_peer_offset_seconds", SERVER_A).abs() < 0.01);
+    assert!((peer_value(&body, "clock_peer_offset_seconds", b) - 11.5).abs() < 0.01);
+    assert!(peer_value(&body, "clock_peer_offset_seconds", a).abs() < 0.01);
     // Over UDP: no delay (NTP_DATA is socket-only), jitter from sourcestats,
     // and serverstats' refusal does not make chronyd "down" or the scrape fail.
     assert!(
         sample(
             &body,
-            &format!("clock_peer_delay_seconds{{daemon=\"chronyd\",peer=\"{SKEWED}\"}}")
+            &format!("clock_peer_delay_seconds{{daemon=\"chronyd\",peer=\"{b}\"}}")
         )
         .is_none()
     );
-    assert!(peer_value(&body, "clock_peer_jitter_seconds", SKEWED) >= 0.0);
+    assert!(peer_value(&body, "clock_peer_jitter_seconds", b) >= 0.0);
     assert!(
         body.contains("clock_daemon_up{daemon=\"chronyd\"} 1"),
         "{body}"
@@ -891,13 +843,10 @@ fn two_sources_that_disagree_are_both_falsetickers_and_sync_is_lost() {
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn following_a_wrong_source_peer_offsets_stay_true_to_the_system_clock() {
-    let hosts = hosts(false);
-    let (root, client) = (&hosts.root, &hosts.client);
     // Only the skewed server may be selected; the honest one is watched.
-    let chronyd = hosts.client_chronyd(&format!(
-        "server {SERVER_A} {FAST} noselect\nserver {SKEWED} {FAST}\n"
-    ));
-    let exporter = Exporter::start(client, &[]);
+    let lab = chrony_lab(false).noselect("a").build();
+    let [a, b] = ["a", "b"].map(|n| lab.addr(n));
+    let exporter = lab.exporter(&[]);
     let measured = |body: &str, peer: Ipv4Addr| {
         sample(
             body,
@@ -911,18 +860,18 @@ fn following_a_wrong_source_peer_offsets_stay_true_to_the_system_clock() {
         "chronyd following the skewed server",
         Duration::from_secs(40),
         || {
-            let body = exporter.scrape(client);
-            (is_state(&body, SKEWED, "selected")
-                && measured(&body, SERVER_A).is_some_and(|m| (m + 11.5).abs() < 0.01))
+            let body = exporter.scrape();
+            (is_state(&body, b, "selected")
+                && measured(&body, a).is_some_and(|m| (m + 11.5).abs() < 0.01))
             .then_some(body)
         },
     );
-    let sources = chronyd.chronyc(root, client, &["-n", "sources"]);
-    let tracking = chronyd.chronyc(root, client, &["-n", "tracking"]);
+    let sources = lab.chronyc(&["-n", "sources"]);
+    let tracking = lab.chronyc(&["-n", "tracking"]);
     eprintln!("{tracking}\n{sources}");
     let honest = source_lines(&sources)
         .into_iter()
-        .find(|s| s.name == SERVER_A.to_string())
+        .find(|s| s.name == a.to_string())
         .expect("honest line");
     // chronyc agrees: +11.5 s (its sign) in brackets and before them.
     assert!((honest.measured.value - 11.5).abs() < 0.1, "{sources}");
@@ -949,16 +898,16 @@ fn following_a_wrong_source_peer_offsets_stay_true_to_the_system_clock() {
     assert!((correction - 11.5).abs() < 0.01, "{correction}");
     // ...and clock_peer_offset_seconds is the truth about the system clock,
     // which every namespace shares: the honest server 0, the skewed +11.5 s.
-    let a = peer_value(&body, "clock_peer_offset_seconds", SERVER_A);
-    let s = peer_value(&body, "clock_peer_offset_seconds", SKEWED);
+    let off_a = peer_value(&body, "clock_peer_offset_seconds", a);
+    let off_b = peer_value(&body, "clock_peer_offset_seconds", b);
     eprintln!(
-        "honest: clock_peer_offset_seconds {a}, measured (chronyd's timescale) {:?}; skewed: {s}",
-        measured(&body, SERVER_A)
+        "honest: clock_peer_offset_seconds {off_a}, measured (chronyd's timescale) {:?}; skewed: {off_b}",
+        measured(&body, a)
     );
-    assert!(a.abs() < 0.001, "honest {a}\n{body}");
-    assert!((s - 11.5).abs() < 0.001, "skewed {s}\n{body}");
+    assert!(off_a.abs() < 0.001, "honest {off_a}\n{body}");
+    assert!((off_b - 11.5).abs() < 0.001, "skewed {off_b}\n{body}");
     assert!(
-        is_state(&body, SERVER_A, "rejected"),
+        is_state(&body, a, "rejected"),
         "noselect is '?' with samples: rejected"
     );
 }
@@ -972,35 +921,29 @@ fn requests(body: &str) -> f64 {
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn serverstats_over_the_socket_count_client_requests_and_reset_on_restart() {
-    lab::require_root();
-    let root = lab::root();
-    let ns_client = Netns::new();
-    let ns_server = Netns::new();
-    link(&ns_client, CLIENT, &ns_server, SERVER_A);
-    let mut server = chrony_server(&root, &ns_server, "server");
-    let socket = server.socket().display().to_string();
-    let exporter = Exporter::start(&ns_server, &["--collector.chrony.socket", &socket]);
-    let first = requests(&exporter.scrape(&ns_server));
-    let client = Chronyd::start(
-        &root,
-        &ns_client,
-        "client",
-        &format!("server {SERVER_A} {FAST}\n"),
+    // The host under test is the server; its client is downstream.
+    let mut lab = serving_chronyd().downstream("clients").build();
+    let socket = lab.chronyd().socket().display().to_string();
+    let exporter = lab.exporter(&["--collector.chrony.socket", &socket]);
+    let first = requests(&exporter.scrape());
+    let client = lab.start_chronyd(
+        "clients",
+        &format!("server {CLIENT} {}\n", Daemon::Chronyd.poll_options()),
     );
     let counted = wait_for(
         "the server counts the client's requests",
         Duration::from_secs(20),
         || {
-            let n = requests(&exporter.scrape(&ns_server));
+            let n = requests(&exporter.scrape());
             (n >= first + 4.0).then_some(n)
         },
     );
     std::thread::sleep(Duration::from_secs(2));
-    let body = exporter.scrape(&ns_server);
+    let body = exporter.scrape();
     let later = requests(&body);
     assert!(later > counted, "{first} → {counted} → {later}");
     // chronyc sees the same count (the exporter's scrape came first).
-    let stats = server.chronyc(&root, &ns_server, &["serverstats"]);
+    let stats = lab.chronyc(&["serverstats"]);
     let theirs: f64 = stats
         .lines()
         .find_map(|l| l.strip_prefix("NTP packets received       : "))
@@ -1022,23 +965,12 @@ fn serverstats_over_the_socket_count_client_requests_and_reset_on_restart() {
     // the published counters start again from chronyd's. The client stops
     // first, so the new count stays below the old one.
     drop(client);
-    let conf = server.dir.path().join("chrony.conf");
-    let _ = server.proc.child.kill();
-    let _ = server.proc.child.wait();
-    let mut cmd = ns_server.command(root.join("usr/sbin/chronyd"));
-    cmd.env("LD_LIBRARY_PATH", lab::lib_path(&root))
-        .args(["-x", "-d", "-u", "root", "-f"])
-        .arg(&conf);
-    server.proc = lab::Proc::spawn(
-        cmd,
-        server.dir.path().join("chronyd2.log"),
-        "chronyd server (restarted)",
-    );
+    lab.restart_chronyd();
     let after = wait_for(
         "the restarted server answers",
         Duration::from_secs(20),
         || {
-            let body = exporter.scrape(&ns_server);
+            let body = exporter.scrape();
             body.contains("clock_daemon_up{daemon=\"chronyd\"} 1")
                 .then(|| requests(&body))
         },
@@ -1049,7 +981,7 @@ fn serverstats_over_the_socket_count_client_requests_and_reset_on_restart() {
         "{}",
         exporter.proc.log_text()
     );
-    assert_no_client_sockets(server.dir.path());
+    assert_no_client_sockets(lab.chronyd().dir.path());
 }
 
 /// The exporter's client sockets never stay behind in chronyd's directory.
@@ -1064,22 +996,20 @@ fn assert_no_client_sockets(dir: &Path) {
 }
 
 /// Scrapes and returns the body and how long it took.
-fn timed_scrape(exporter: &Exporter, ns: &Netns) -> (String, Duration) {
+fn timed_scrape(exporter: &Exporter) -> (String, Duration) {
     let t = Instant::now();
-    let body = exporter.scrape(ns);
+    let body = exporter.scrape();
     (body, t.elapsed())
 }
 
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn without_chronyd_scrapes_stay_fast_and_up_follows_presence() {
-    lab::require_root();
-    let root = lab::root();
     // No chronyd at all: nothing published about it, nothing failed.
-    let empty = Netns::new();
-    let exporter = Exporter::start(&empty, &[]);
+    let empty = Lab::builder().build();
+    let exporter = empty.exporter(&[]);
     for _ in 0..3 {
-        let (body, took) = timed_scrape(&exporter, &empty);
+        let (body, took) = timed_scrape(&exporter);
         assert!(took < Duration::from_millis(500), "{took:?}");
         assert!(
             !body.contains("clock_daemon_up{daemon=\"chronyd\"}"),
@@ -1092,8 +1022,8 @@ fn without_chronyd_scrapes_stay_fast_and_up_follows_presence() {
     }
     drop(exporter);
     // Configured explicitly: up is published, 0.
-    let exporter = Exporter::start(&empty, &["--collector.chrony.address", "127.0.0.1:323"]);
-    let (body, took) = timed_scrape(&exporter, &empty);
+    let exporter = empty.exporter(&["--collector.chrony.address", "127.0.0.1:323"]);
+    let (body, took) = timed_scrape(&exporter);
     assert!(took < Duration::from_millis(500), "{took:?}");
     assert!(
         body.contains("clock_daemon_up{daemon=\"chronyd\"} 0"),
@@ -1102,18 +1032,16 @@ fn without_chronyd_scrapes_stay_fast_and_up_follows_presence() {
     drop(exporter);
 
     // chronyd seen, then killed: up 0, and scrapes stay fast.
-    let ns = Netns::new();
-    let mut chronyd = chrony_server(&root, &ns, "victim");
-    let exporter = Exporter::start(&ns, &["--collector.chrony.timeout", "2s"]);
-    let (body, _) = timed_scrape(&exporter, &ns);
+    let mut lab = serving_chronyd().build();
+    let exporter = lab.exporter(&["--collector.chrony.timeout", "2s"]);
+    let (body, _) = timed_scrape(&exporter);
     assert!(
         body.contains("clock_daemon_up{daemon=\"chronyd\"} 1"),
         "{body}"
     );
-    let _ = chronyd.proc.child.kill();
-    let _ = chronyd.proc.child.wait();
+    lab.chronyd_mut().proc.kill();
     for _ in 0..3 {
-        let (body, took) = timed_scrape(&exporter, &ns);
+        let (body, took) = timed_scrape(&exporter);
         assert!(took < Duration::from_millis(500), "{took:?}");
         assert!(
             body.contains("clock_daemon_up{daemon=\"chronyd\"} 0"),
@@ -1133,12 +1061,10 @@ fn without_chronyd_scrapes_stay_fast_and_up_follows_presence() {
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn without_permission_on_the_socket_the_log_says_so_and_udp_still_answers() {
-    lab::require_root();
-    let root = lab::root();
-    let ns = Netns::new();
     // chronyd's private directory is root's, mode 0700: nobody may not use it.
-    let chronyd = chrony_server(&root, &ns, "private");
-    let socket = chronyd.socket().display().to_string();
+    let lab = serving_chronyd().build();
+    let ns = lab.client();
+    let socket = lab.chronyd().socket().display().to_string();
     let dir = lab::TempDir::new("exporter-nobody");
     std::fs::set_permissions(
         dir.path(),
@@ -1183,5 +1109,5 @@ fn without_permission_on_the_socket_the_log_says_so_and_udp_still_answers() {
     assert!(log.contains("write access to"), "{log}");
     assert!(log.contains("falling back to UDP"), "{log}");
     drop(proc);
-    assert_no_client_sockets(chronyd.dir.path());
+    assert_no_client_sockets(lab.chronyd().dir.path());
 }

@@ -5,11 +5,11 @@
 //! daemons are pointed at ports where nothing listens, so a time daemon on
 //! this machine cannot change the outcome.
 
-mod lab;
+mod common;
 
 use std::time::Duration;
 
-use lab::{LocalExporter, only_collectors, sample};
+use common::lab::{Exporter, only_collectors, sample};
 
 /// A UDP port nothing listens on (bound, then released).
 fn closed_udp_port() -> u16 {
@@ -57,7 +57,7 @@ fn absent_ntpd_and_chronyd_are_skipped_alike_and_never_recover() {
         .map(str::to_owned),
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let exporter = LocalExporter::start(&args);
+    let exporter = Exporter::local(&args);
 
     // The first scrape finds both absent: up 0 (configured explicitly), and
     // no collector failure.

@@ -2,13 +2,13 @@
 //! off instead of spinning, says so once per episode, and serves again as
 //! soon as descriptors are free.
 
-mod lab;
+mod common;
 
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use lab::{Proc, TempDir, exporter_bin, free_port, http_get, only_collectors, wait_for};
+use common::lab::{Proc, TempDir, exporter_bin, free_port, http_get, only_collectors, wait_for};
 
 #[test]
 fn emfile_backs_off_and_recovers() {

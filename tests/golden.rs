@@ -6,12 +6,12 @@
 //! fixture; they are masked: values become 0, the revision `REVISION`, and
 //! only the loopback address is kept. `UPDATE_GOLDEN=1` rewrites the files.
 
-mod lab;
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use lab::{LocalExporter, only_collectors, sample};
+use common::lab::{Exporter, only_collectors, sample};
 
 const HOSTS: [&str; 5] = [
     "bare-metal-tsc",
@@ -49,9 +49,9 @@ fn args_for(host: &str) -> Vec<String> {
     args
 }
 
-fn start(host: &str) -> LocalExporter {
+fn start(host: &str) -> Exporter {
     let args = args_for(host);
-    LocalExporter::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    Exporter::local(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn is_live(name: &str) -> bool {
@@ -282,7 +282,7 @@ fn openmetrics_is_served_to_prometheus_and_text_to_everyone_else() {
 #[test]
 #[ignore = "needs the lab (promtool): run scripts/test"]
 fn golden_outputs_pass_promtool_check_metrics() {
-    let promtool = lab::root().join("usr/bin/promtool");
+    let promtool = common::lab_root().join("usr/bin/promtool");
     for host in HOSTS {
         let golden = std::fs::read(golden_path(host)).expect("golden exists");
         let mut child = std::process::Command::new(&promtool)

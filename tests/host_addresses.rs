@@ -7,12 +7,11 @@
 //! way, with a veth pair added and removed inside the namespace (the kernel
 //! sends a network device's events only to its own namespace).
 
-mod lab;
+mod common;
 
 use clock_exporter::testing::sys::NetlinkWatch;
-use lab::{Exporter, Netns, only_collectors};
-
-const ADDED: &str = "192.0.2.77";
+use common::lab::plan::ADDED;
+use common::lab::{Lab, Netns, only_collectors};
 
 fn ip(ns: &Netns, args: &[&str]) {
     ip_succeeded(&ns.run("ip", args), args);
@@ -50,37 +49,37 @@ fn idle_plain_watch(ns: &Netns, subscribe: fn() -> std::io::Result<NetlinkWatch>
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn watch_reports_an_address_change_once() {
-    lab::require_root();
-    let ns = Netns::new();
-    let watch = idle_plain_watch(&ns, NetlinkWatch::addresses);
-    ip(&ns, &["addr", "add", &format!("{ADDED}/32"), "dev", "lo"]);
+    let lab = Lab::builder().build();
+    let ns = lab.client();
+    let watch = idle_plain_watch(ns, NetlinkWatch::addresses);
+    ip(ns, &["addr", "add", &format!("{ADDED}/32"), "dev", "lo"]);
     assert!(watch.changed(), "adding an address is noticed");
     assert!(!watch.changed(), "one call reads every pending notice");
-    ip(&ns, &["addr", "del", &format!("{ADDED}/32"), "dev", "lo"]);
+    ip(ns, &["addr", "del", &format!("{ADDED}/32"), "dev", "lo"]);
     assert!(watch.changed(), "removing an address is noticed");
 }
 
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn device_watch_reports_a_device_added_and_removed() {
-    lab::require_root();
-    let ns = Netns::new();
-    let watch = idle_plain_watch(&ns, NetlinkWatch::devices);
+    let lab = Lab::builder().build();
+    let ns = lab.client();
+    let watch = idle_plain_watch(ns, NetlinkWatch::devices);
     ip(
-        &ns,
+        ns,
         &["link", "add", "cw0", "type", "veth", "peer", "name", "cw1"],
     );
     assert!(watch.changed(), "adding a device is noticed");
     assert!(!watch.changed(), "one call reads every pending event");
-    ip(&ns, &["link", "del", "cw0"]);
+    ip(ns, &["link", "del", "cw0"]);
     assert!(watch.changed(), "removing a device is noticed");
 }
 
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn watches_made_in_a_runtime_are_told_by_its_reactor() {
-    lab::require_root();
-    let ns = Netns::new();
+    let lab = Lab::builder().build();
+    let ns = lab.client();
     ns.enter(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -118,23 +117,23 @@ fn watches_made_in_a_runtime_are_told_by_its_reactor() {
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn scrapes_show_an_added_address_and_forget_a_removed_one() {
-    lab::require_root();
-    let ns = Netns::new();
+    let lab = Lab::builder().build();
+    let ns = lab.client();
     let flags = only_collectors(&["time"]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let exporter = Exporter::start(&ns, &flags);
+    let exporter = lab.exporter(&flags);
     let listed = |body: &str| body.contains(&format!("address=\"{ADDED}\""));
     // The second scrape is served from the kept listing.
     for _ in 0..2 {
-        let body = exporter.scrape(&ns);
+        let body = exporter.scrape();
         assert!(body.contains("address=\"127.0.0.1\""), "{body}");
         assert!(!listed(&body), "{body}");
     }
-    ip(&ns, &["addr", "add", &format!("{ADDED}/32"), "dev", "lo"]);
-    let body = exporter.scrape(&ns);
+    ip(ns, &["addr", "add", &format!("{ADDED}/32"), "dev", "lo"]);
+    let body = exporter.scrape();
     assert!(listed(&body), "{body}");
-    ip(&ns, &["addr", "del", &format!("{ADDED}/32"), "dev", "lo"]);
-    let body = exporter.scrape(&ns);
+    ip(ns, &["addr", "del", &format!("{ADDED}/32"), "dev", "lo"]);
+    let body = exporter.scrape();
     assert!(!listed(&body), "{body}");
     assert!(body.contains("address=\"127.0.0.1\""), "{body}");
 }

@@ -3,11 +3,11 @@
 //! collector reports failure, one clear log line says why, and the exporter
 //! keeps serving.
 
-mod lab;
+mod common;
 
 use std::path::{Path, PathBuf};
 
-use lab::{LocalExporter, TempDir, only_collectors, sample};
+use common::lab::{Exporter, TempDir, only_collectors, sample};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
@@ -33,7 +33,7 @@ fn host_copy() -> (TempDir, PathBuf, PathBuf) {
 
 const CURRENT: &str = "devices/system/clocksource/clocksource0/current_clocksource";
 
-fn start(proc: &Path, sys: &Path) -> LocalExporter {
+fn start(proc: &Path, sys: &Path) -> Exporter {
     let mut args = vec![
         "--path.procfs".to_owned(),
         proc.display().to_string(),
@@ -42,13 +42,13 @@ fn start(proc: &Path, sys: &Path) -> LocalExporter {
         "--no-collector.clocksource.cpuid".to_owned(),
     ];
     args.extend(only_collectors(&["timex", "time", "clocksource"]));
-    LocalExporter::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    Exporter::local(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// Scrapes three times (the exporter keeps serving), checks the collector
 /// failed while the others did not, and that the failure was logged once,
 /// naming `needle`. Returns the last body.
-fn assert_contained_failure(e: &mut LocalExporter, needle: &str) -> String {
+fn assert_contained_failure(e: &mut Exporter, needle: &str) -> String {
     let mut body = String::new();
     for _ in 0..3 {
         body = e.scrape();

@@ -1,16 +1,13 @@
-//! Proves the lab itself: namespaces, honest chronyd servers and the skewed
-//! responder, as chronyd's own `chronyc` sees them.
+//! Proves the lab itself: namespaces, honest chronyd servers and the
+//! skewed and drifting responders, as chronyd's own `chronyc` and NTPsec's
+//! `ntpq` see them.
 
-mod lab;
+mod common;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use lab::{Chronyd, Netns, SkewedServer, chrony_server, link, wait_for};
-
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const SERVER_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
-const SERVER_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
+use common::lab::{Daemon, Lab, wait_for};
 
 /// The original measured offset of `chronyc -n sources` for one address (the
 /// value in brackets), in seconds. The value before the brackets is adjusted
@@ -36,58 +33,27 @@ fn chronyc_offset(sources: &str, addr: &str) -> Option<f64> {
     Some(num.parse::<f64>().ok()? * scale)
 }
 
-/// A client host linked to an honest chronyd server (A) and to the skewed
-/// responder (B, 11.5 s ahead). Fields drop in order: servers before the
-/// namespaces they run in.
-struct Hosts {
-    root: std::path::PathBuf,
-    _server_a: lab::Chronyd,
-    skewed: SkewedServer,
-    client: Netns,
-    _a: Netns,
-    _b: Netns,
-}
-
-fn hosts() -> Hosts {
-    lab::require_root();
-    let root = lab::root();
-    let client = Netns::new();
-    let a = Netns::new();
-    let b = Netns::new();
-    link(&client, CLIENT, &a, SERVER_A);
-    link(&client, CLIENT, &b, SERVER_B);
-    Hosts {
-        _server_a: chrony_server(&root, &a, "server-a"),
-        skewed: SkewedServer::start(&b, SERVER_B, 11.5, 0.0),
-        root,
-        client,
-        _a: a,
-        _b: b,
-    }
+/// A client of an honest chronyd server (a) and of the skewed responder
+/// (b, 11.5 s ahead).
+fn lab(daemon: Daemon) -> Lab {
+    Lab::builder()
+        .client(daemon)
+        .honest("a")
+        .skewed("b", 11.5)
+        .build()
 }
 
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn skewed_server_is_seen_by_chronyd_with_its_offset() {
-    // Bound whole: destructuring with `..` would drop the servers at once.
-    let hosts = hosts();
-    let (root, client, skewed) = (&hosts.root, &hosts.client, &hosts.skewed);
-    let chronyd = Chronyd::start(
-        root,
-        client,
-        "client",
-        &format!(
-            "server {SERVER_A} iburst minpoll -2 maxpoll 0\nserver {SERVER_B} iburst minpoll -2 maxpoll 0\n"
-        ),
-    );
+    let lab = lab(Daemon::Chronyd);
+    let (a, b) = (lab.addr("a").to_string(), lab.addr("b").to_string());
     let sources = wait_for("both sources measured", Duration::from_secs(30), || {
-        let s = chronyd.chronyc(root, client, &["-n", "sources"]);
-        (chronyc_offset(&s, &SERVER_A.to_string()).is_some()
-            && chronyc_offset(&s, &SERVER_B.to_string()).is_some())
-        .then_some(s)
+        let s = lab.chronyc(&["-n", "sources"]);
+        (chronyc_offset(&s, &a).is_some() && chronyc_offset(&s, &b).is_some()).then_some(s)
     });
-    let off_a = chronyc_offset(&sources, &SERVER_A.to_string()).expect("A offset");
-    let off_b = chronyc_offset(&sources, &SERVER_B.to_string()).expect("B offset");
+    let off_a = chronyc_offset(&sources, &a).expect("A offset");
+    let off_b = chronyc_offset(&sources, &b).expect("B offset");
     assert!(
         off_a.abs() < 0.01,
         "honest server offset {off_a}\n{sources}"
@@ -97,34 +63,27 @@ fn skewed_server_is_seen_by_chronyd_with_its_offset() {
         (off_b + 11.5).abs() < 0.01,
         "skewed server offset {off_b}\n{sources}"
     );
+    let skewed = lab.responder("b");
     assert!(skewed.requests.load(std::sync::atomic::Ordering::Relaxed) > 0);
 }
 
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn ntpd_answers_ntpq_and_sees_the_skewed_server() {
-    let hosts = hosts();
-    let (root, client) = (&hosts.root, &hosts.client);
-    let _ntpd = lab::Ntpd::start(
-        root,
-        client,
-        "ntpd",
-        &format!(
-            "server {SERVER_A} iburst minpoll 3 maxpoll 4\nserver {SERVER_B} iburst minpoll 3 maxpoll 4\n"
-        ),
-    );
+    let lab = lab(Daemon::Ntpd);
+    let (a, b) = (lab.addr("a"), lab.addr("b"));
     let peers = wait_for(
         "ntpq to show both peers reached",
         Duration::from_secs(40),
         || {
-            let p = lab::Ntpd::ntpq(root, client, &["-n", "-p"]);
+            let p = lab.ntpq(&["-n", "-p"]);
             let reached = |addr: Ipv4Addr| {
                 p.lines()
                     .find(|l| l.contains(&addr.to_string()))
                     .and_then(|l| l.split_whitespace().nth(6))
                     .is_some_and(|reach| reach != "0")
             };
-            (reached(SERVER_A) && reached(SERVER_B)).then_some(p)
+            (reached(a) && reached(b)).then_some(p)
         },
     );
     // ntpq -p: remote refid st t when poll reach delay offset jitter (ms).
@@ -138,7 +97,41 @@ fn ntpd_answers_ntpq_and_sees_the_skewed_server() {
             .and_then(|v| v.parse().ok())
             .expect("offset")
     };
-    assert!(offset_ms(SERVER_A).abs() < 10.0, "{peers}");
+    assert!(offset_ms(a).abs() < 10.0, "{peers}");
     // ntpq prints θ (peer minus local): the skewed server is +11500 ms.
-    assert!((offset_ms(SERVER_B) - 11_500.0).abs() < 10.0, "{peers}");
+    assert!((offset_ms(b) - 11_500.0).abs() < 10.0, "{peers}");
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn drifting_server_is_seen_by_chronyd_with_its_rate() {
+    // chronyd follows the honest server; the drifting one, never selected,
+    // shows its rate against that timescale in `chronyc sourcestats`.
+    let ppm = 500.0;
+    let lab = Lab::builder()
+        .client(Daemon::Chronyd)
+        .honest("a")
+        .drifting("d", ppm)
+        .noselect("d")
+        .build();
+    let d = lab.addr("d").to_string();
+    // Name, NP, NR, span, frequency (ppm), skew, offset, std dev.
+    let (freq, stats) = wait_for("a rate from 20 samples", Duration::from_secs(60), || {
+        let stats = lab.chronyc(&["-n", "sourcestats"]);
+        let fields: Vec<&str> = stats
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(d.as_str()))?
+            .split_whitespace()
+            .collect();
+        let samples: u32 = fields.get(1)?.parse().ok()?;
+        let freq: f64 = fields.get(4)?.parse().ok()?;
+        (samples >= 20).then_some((freq, stats))
+    });
+    eprintln!("{stats}");
+    // Its Frequency is the client's clock against the source: a source
+    // running fast makes the client's clock slow, negative.
+    assert!(
+        (freq + ppm).abs() < 0.05 * ppm,
+        "drifting server at {freq} ppm\n{stats}"
+    );
 }

@@ -4,15 +4,17 @@
 //! maxerror grows 500 µs/s while nothing disciplines the clock, so it must
 //! lie between our readings taken before and after node_exporter's.
 
-mod lab;
+mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use lab::{LocalExporter, Proc, TempDir, free_port, http_get, only_collectors, sample, wait_for};
+use common::lab::{
+    Exporter, Proc, TempDir, free_port, http_get, only_collectors, sample, wait_for,
+};
 
 fn node_exporter() -> (TempDir, Proc, String) {
-    let root = lab::root();
+    let root = common::lab_root();
     let dir = TempDir::new("node-exporter");
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(root.join("usr/bin/prometheus-node-exporter"));
@@ -53,7 +55,7 @@ fn clocksources(body: &str, prefix: &str) -> Vec<String> {
 fn timex_and_clocksource_agree_with_node_exporter() {
     let (_dir, _node, node_addr) = node_exporter();
     let args = only_collectors(&["timex", "time", "clocksource"]);
-    let ours = LocalExporter::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let ours = Exporter::local(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
     let before = ours.scrape();
     let (status, node) = http_get(&node_addr, "/metrics", None).expect("scrape node_exporter");

@@ -8,7 +8,7 @@
 //! datagrams it exchanges with this ntpd to `tests/fixtures/mode6/`
 //! (see the README there).
 
-mod lab;
+mod common;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -19,76 +19,44 @@ use clock_exporter::testing::proto::mode6::{
     self, AssocId, Fragment, Opcode, Progress, Reassembler, Sequence, SystemStats,
 };
 use clock_exporter::testing::proto::ntp::{Header, NtpShort, NtpTimestamp, RefId};
-use lab::{Chronyd, Exporter, Netns, Ntpd, SkewedServer, chrony_server, link, sample, wait_for};
+use common::lab::plan::CLIENT;
+use common::lab::{self, Daemon, Exporter, Lab, Netns, Ntpd, sample, wait_for};
 
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const HONEST_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
-const HONEST_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
-const SKEWED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 13);
+/// The falseticker lab's servers, by name; the fixtures are named after them.
+const HONEST: [&str; 2] = ["honest-a", "honest-b"];
+const SKEWED: &str = "skewed";
 const SKEW_SECONDS: f64 = 11.5;
 
-/// The lab of this file. Fields drop in order: processes before the
-/// namespaces they run in.
-struct NtpdLab {
-    root: PathBuf,
-    ntpd: Ntpd,
-    _honest_a: Chronyd,
-    _honest_b: Chronyd,
-    _skewed: SkewedServer,
-    client: Netns,
-    _a: Netns,
-    _b: Netns,
-    _c: Netns,
+/// The falseticker lab: the client runs ntpd, polling two honest chronyd
+/// servers and the responder 11.5 s ahead.
+fn falseticker_lab() -> Lab {
+    Lab::builder()
+        .client(Daemon::Ntpd)
+        .honest(HONEST[0])
+        .honest(HONEST[1])
+        .skewed(SKEWED, SKEW_SECONDS)
+        .build()
 }
 
-impl NtpdLab {
-    fn start() -> NtpdLab {
-        lab::require_root();
-        let root = lab::root();
-        let client = Netns::new();
-        let (a, b, c) = (Netns::new(), Netns::new(), Netns::new());
-        link(&client, CLIENT, &a, HONEST_A);
-        link(&client, CLIENT, &b, HONEST_B);
-        link(&client, CLIENT, &c, SKEWED);
-        let honest_a = chrony_server(&root, &a, "honest-a");
-        let honest_b = chrony_server(&root, &b, "honest-b");
-        let skewed = SkewedServer::start(&c, SKEWED, SKEW_SECONDS, 0.0);
-        let servers = [HONEST_A, HONEST_B, SKEWED]
-            .map(|s| format!("server {s} iburst minpoll 3 maxpoll 4"))
-            .join("\n");
-        let ntpd = Ntpd::start(&root, &client, "ntpd", &servers);
-        NtpdLab {
-            root,
-            ntpd,
-            _honest_a: honest_a,
-            _honest_b: honest_b,
-            _skewed: skewed,
-            client,
-            _a: a,
-            _b: b,
-            _c: c,
-        }
-    }
+/// The honest servers' addresses.
+fn honest(lab: &Lab) -> [Ipv4Addr; 2] {
+    HONEST.map(|n| lab.addr(n))
+}
 
-    fn ntpq(&self, args: &[&str]) -> String {
-        Ntpd::ntpq(&self.root, &self.client, args)
-    }
-
-    /// Waits until ntpd has chosen: a system peer and the skewed server a falseticker.
-    fn wait_for_selection(&self) -> String {
-        wait_for(
-            "ntpd to select an honest server and reject the skewed one",
-            Duration::from_secs(90),
-            || {
-                let p = self.ntpq(&["-n", "-p"]);
-                let rows = ntpq_peers(&p);
-                let tally = |ip: Ipv4Addr| rows.get(&ip.to_string()).map(|r| r.tally);
-                (tally(SKEWED) == Some('x')
-                    && (tally(HONEST_A) == Some('*') || tally(HONEST_B) == Some('*')))
+/// Waits until ntpd has chosen: a system peer and the skewed server a falseticker.
+fn wait_for_selection(lab: &Lab) -> String {
+    let ([a, b], skewed) = (honest(lab), lab.addr(SKEWED));
+    wait_for(
+        "ntpd to select an honest server and reject the skewed one",
+        Duration::from_secs(90),
+        || {
+            let p = lab.ntpq(&["-n", "-p"]);
+            let rows = ntpq_peers(&p);
+            let tally = |ip: Ipv4Addr| rows.get(&ip.to_string()).map(|r| r.tally);
+            (tally(skewed) == Some('x') && (tally(a) == Some('*') || tally(b) == Some('*')))
                 .then_some(p)
-            },
-        )
-    }
+        },
+    )
 }
 
 /// One row of `ntpq -n -p`.
@@ -179,18 +147,16 @@ fn ntpd_sample(body: &str, metric: &str, peer: Ipv4Addr) -> f64 {
         .unwrap_or_else(|| panic!("{metric} for {peer} missing:\n{body}"))
 }
 
-impl NtpdLab {
-    /// Runs `f` between two `ntpq -n -p` readings until they are identical
-    /// (ntpd took no new sample and changed no selection meanwhile), and
-    /// returns that reading with `f`'s result.
-    fn stable<T>(&self, what: &str, mut f: impl FnMut() -> T) -> (BTreeMap<String, NtpqRow>, T) {
-        wait_for(what, Duration::from_secs(60), || {
-            let before = ntpq_peers(&self.ntpq(&["-n", "-p"]));
-            let t = f();
-            let after = ntpq_peers(&self.ntpq(&["-n", "-p"]));
-            (before == after).then_some((before, t))
-        })
-    }
+/// Runs `f` between two `ntpq -n -p` readings until they are identical
+/// (ntpd took no new sample and changed no selection meanwhile), and
+/// returns that reading with `f`'s result.
+fn stable<T>(lab: &Lab, what: &str, mut f: impl FnMut() -> T) -> (BTreeMap<String, NtpqRow>, T) {
+    wait_for(what, Duration::from_secs(60), || {
+        let before = ntpq_peers(&lab.ntpq(&["-n", "-p"]));
+        let t = f();
+        let after = ntpq_peers(&lab.ntpq(&["-n", "-p"]));
+        (before == after).then_some((before, t))
+    })
 }
 
 /// The system peer in `ntpq -p` rows.
@@ -212,14 +178,14 @@ fn ntpq_vars(text: &str) -> BTreeMap<String, String> {
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn exporter_agrees_with_ntpq_on_a_falseticker_lab() {
-    let mut lab = NtpdLab::start();
-    lab.wait_for_selection();
+    let mut lab = falseticker_lab();
+    wait_for_selection(&lab);
     if std::env::var_os("CLOCK_CAPTURE_FIXTURES").is_some() {
         capture_fixtures(&lab);
     }
-    let exporter = Exporter::start(&lab.client, &["--collector.ntpd.timeout=2s"]);
+    let exporter = lab.exporter(&["--collector.ntpd.timeout=2s"]);
     let (rows, body) = peers_agree_with_ntpq(&lab, &exporter);
-    selection_agrees_with_ntpq(&body, &rows);
+    selection_agrees_with_ntpq(&lab, &body, &rows);
     sync_agrees_with_ntpq(&lab, &exporter);
     check_ntp_peer_agrees(&lab, &exporter);
     no_client_no_server_requests(&lab, &exporter);
@@ -229,14 +195,13 @@ fn exporter_agrees_with_ntpq_on_a_falseticker_lab() {
 /// Offsets, delays, jitters, reach and stratum equal what `ntpq -p` prints,
 /// within its display rounding, read while ntpd's samples do not change:
 /// ntpq before and after our scrape must print the same numbers.
-fn peers_agree_with_ntpq(
-    lab: &NtpdLab,
-    exporter: &Exporter,
-) -> (BTreeMap<String, NtpqRow>, String) {
-    let (rows, body) = lab.stable("a scrape on an unchanged ntpd sample", || {
-        exporter.scrape(&lab.client)
+fn peers_agree_with_ntpq(lab: &Lab, exporter: &Exporter) -> (BTreeMap<String, NtpqRow>, String) {
+    let (rows, body) = stable(lab, "a scrape on an unchanged ntpd sample", || {
+        exporter.scrape()
     });
-    for ip in [HONEST_A, HONEST_B, SKEWED] {
+    let [a, b] = honest(lab);
+    let skewed = lab.addr(SKEWED);
+    for ip in [a, b, skewed] {
         let row = &rows[&ip.to_string()];
         let ours = |metric| peer_sample(&body, metric, ip);
         assert_agrees(
@@ -291,9 +256,9 @@ fn peers_agree_with_ntpq(
         );
     }
     // θ's sign: the server 11.5 s ahead is +11.5 s, as ntpq prints it.
-    let skewed = peer_sample(&body, "clock_peer_offset_seconds", SKEWED);
-    assert!((skewed - SKEW_SECONDS).abs() < 0.01, "{skewed}");
-    for ip in [HONEST_A, HONEST_B] {
+    let off = peer_sample(&body, "clock_peer_offset_seconds", skewed);
+    assert!((off - SKEW_SECONDS).abs() < 0.01, "{off}");
+    for ip in [a, b] {
         let off = peer_sample(&body, "clock_peer_offset_seconds", ip);
         assert!(off.abs() < 0.01, "{ip}: {off}");
     }
@@ -308,11 +273,12 @@ fn peers_agree_with_ntpq(
 
 /// The skewed server is a falseticker, an honest one selected; every state
 /// is the one ntpq's tally shows.
-fn selection_agrees_with_ntpq(body: &str, rows: &BTreeMap<String, NtpqRow>) {
-    assert_eq!(state_of(body, SKEWED), ["falseticker"], "{body}");
-    assert_eq!(rows[&SKEWED.to_string()].tally, 'x');
+fn selection_agrees_with_ntpq(lab: &Lab, body: &str, rows: &BTreeMap<String, NtpqRow>) {
+    let skewed = lab.addr(SKEWED);
+    assert_eq!(state_of(body, skewed), ["falseticker"], "{body}");
+    assert_eq!(rows[&skewed.to_string()].tally, 'x');
     let mut selected = None;
-    for ip in [HONEST_A, HONEST_B] {
+    for ip in honest(lab) {
         let expected = match rows[&ip.to_string()].tally {
             '*' => "selected",
             '+' => "candidate",
@@ -331,22 +297,22 @@ fn selection_agrees_with_ntpq(body: &str, rows: &BTreeMap<String, NtpqRow>) {
         6.0
     );
     assert_eq!(
-        ntpd_sample(body, "clock_ntpd_peer_selection_code", SKEWED),
+        ntpd_sample(body, "clock_ntpd_peer_selection_code", skewed),
         1.0
     );
 }
 
 /// The system variables equal what `ntpq -c rv` shows, read between two
 /// identical ntpq readings.
-fn sync_agrees_with_ntpq(lab: &NtpdLab, exporter: &Exporter) {
+fn sync_agrees_with_ntpq(lab: &Lab, exporter: &Exporter) {
     let rv = "rv 0 leap,stratum,rootdelay,rootdisp,tc,offset,frequency,sys_jitter,clk_wander";
     let (rows, (vars, body)) = wait_for(
         "system variables unchanged around a scrape",
         Duration::from_secs(60),
         || {
-            let (rows, (before, body, after)) = lab.stable("peers unchanged", || {
+            let (rows, (before, body, after)) = stable(lab, "peers unchanged", || {
                 let before = ntpq_vars(&lab.ntpq(&["-c", rv]));
-                let body = exporter.scrape(&lab.client);
+                let body = exporter.scrape();
                 let after = ntpq_vars(&lab.ntpq(&["-c", rv]));
                 (before, body, after)
             });
@@ -397,14 +363,14 @@ fn sync_agrees_with_ntpq(lab: &NtpdLab, exporter: &Exporter) {
 }
 
 /// monitoring-plugins' check_ntp_peer reports the system peer's offset.
-fn check_ntp_peer_agrees(lab: &NtpdLab, exporter: &Exporter) {
-    let (rows, (text, body)) = lab.stable("check_ntp_peer and a scrape on one sample", || {
-        let plugin = lab.client.run(
+fn check_ntp_peer_agrees(lab: &Lab, exporter: &Exporter) {
+    let (rows, (text, body)) = stable(lab, "check_ntp_peer and a scrape on one sample", || {
+        let plugin = lab.client().run(
             "/usr/lib/nagios/plugins/check_ntp_peer",
             &["-H", "127.0.0.1"],
         );
         let text = String::from_utf8_lossy(&plugin.stdout).into_owned();
-        (text, exporter.scrape(&lab.client))
+        (text, exporter.scrape())
     });
     let selected = system_peer(&rows);
     let ours = peer_sample(&body, "clock_peer_offset_seconds", selected);
@@ -428,13 +394,13 @@ fn check_ntp_peer_agrees(lab: &NtpdLab, exporter: &Exporter) {
 /// Nobody asks this ntpd for time: although `ntpq -c sysstats` counts more
 /// packets received between two readings (replies, ntpq's queries and ours),
 /// no request was served.
-fn no_client_no_server_requests(lab: &NtpdLab, exporter: &Exporter) {
+fn no_client_no_server_requests(lab: &Lab, exporter: &Exporter) {
     let received = || -> f64 {
         let vars = ntpq_vars(&lab.ntpq(&["-c", "rv 0 ss_received_r"]));
         vars["ss_received_r"].parse().expect("ss_received_r")
     };
     let r1 = received();
-    let body = exporter.scrape(&lab.client);
+    let body = exporter.scrape();
     let r2 = received();
     assert!(r1 < r2, "{r1} < {r2}");
     assert_eq!(
@@ -445,11 +411,10 @@ fn no_client_no_server_requests(lab: &NtpdLab, exporter: &Exporter) {
 }
 
 /// ntpd killed: down at once, the other collectors unaffected.
-fn killed_ntpd_is_down_at_once(lab: &mut NtpdLab, exporter: &Exporter) {
-    lab.ntpd.proc.child.kill().expect("kill ntpd");
-    lab.ntpd.proc.child.wait().expect("reap ntpd");
+fn killed_ntpd_is_down_at_once(lab: &mut Lab, exporter: &Exporter) {
+    lab.ntpd_mut().proc.kill();
     let start = Instant::now();
-    let body = exporter.scrape(&lab.client);
+    let body = exporter.scrape();
     let elapsed = start.elapsed();
     assert_eq!(sample(&body, "clock_daemon_up{daemon=\"ntpd\"}"), Some(0.0));
     assert!(
@@ -477,13 +442,13 @@ fn killed_ntpd_is_down_at_once(lab: &mut NtpdLab, exporter: &Exporter) {
 
 /// Starts an exporter for a host without ntpd and scrapes it twice with a
 /// 2-second ntpd timeout, returning both bodies and wall times.
-fn scrape_twice(ns: &Netns, extra: &[&str]) -> [(String, Duration); 2] {
+fn scrape_twice(lab: &Lab, extra: &[&str]) -> [(String, Duration); 2] {
     let mut args = vec!["--collector.ntpd.timeout=2s"];
     args.extend_from_slice(extra);
-    let exporter = Exporter::start(ns, &args);
+    let exporter = lab.exporter(&args);
     [0, 1].map(|_| {
         let start = Instant::now();
-        let body = exporter.scrape(ns);
+        let body = exporter.scrape();
         (body, start.elapsed())
     })
 }
@@ -491,10 +456,9 @@ fn scrape_twice(ns: &Netns, extra: &[&str]) -> [(String, Duration); 2] {
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn nothing_on_port_123_is_refused_fast() {
-    lab::require_root();
-    let ns = Netns::new();
+    let lab = Lab::builder().build();
     // Not configured: never seen, so no clock_daemon_up at all.
-    for (body, elapsed) in scrape_twice(&ns, &[]) {
+    for (body, elapsed) in scrape_twice(&lab, &[]) {
         assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
         assert!(collector_duration(&body) < 0.5, "{body}");
         assert_eq!(sample(&body, "clock_daemon_up{daemon=\"ntpd\"}"), None);
@@ -505,7 +469,7 @@ fn nothing_on_port_123_is_refused_fast() {
         );
     }
     // Configured explicitly: published, and 0.
-    for (body, elapsed) in scrape_twice(&ns, &["--collector.ntpd.address=127.0.0.1:123"]) {
+    for (body, elapsed) in scrape_twice(&lab, &["--collector.ntpd.address=127.0.0.1:123"]) {
         assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
         assert_eq!(
             sample(&body, "clock_daemon_up{daemon=\"ntpd\"}"),
@@ -518,12 +482,13 @@ fn nothing_on_port_123_is_refused_fast() {
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn a_silent_port_123_costs_the_timeout_once() {
-    lab::require_root();
-    let ns = Netns::new();
+    let lab = Lab::builder().build();
     // Like chronyd serving NTP: the port is open, mode 6 is never answered.
-    let silent: UdpSocket = ns.enter(|| UdpSocket::bind("0.0.0.0:123").expect("bind :123"));
+    let silent: UdpSocket = lab
+        .client()
+        .enter(|| UdpSocket::bind("0.0.0.0:123").expect("bind :123"));
     for extra in [&[][..], &["--collector.ntpd.address=127.0.0.1:123"][..]] {
-        let [(first, t1), (second, t2)] = scrape_twice(&ns, extra);
+        let [(first, t1), (second, t2)] = scrape_twice(&lab, extra);
         let d1 = collector_duration(&first);
         assert!(
             (1.9..3.0).contains(&d1),
@@ -597,15 +562,12 @@ fn exchange(
 /// in for ntpd on 127.0.0.1:123 of a fresh namespace. ntpq asks for the
 /// association list before anything else: that is answered with an empty one.
 fn ntpq_request(root: &Path, command: &str, opcode: Opcode) -> Vec<u8> {
-    let ns = Netns::new();
+    let stand_in = Lab::builder().build();
+    let ns = stand_in.client();
     let sock = ns.enter(|| UdpSocket::bind("127.0.0.1:123").expect("bind :123"));
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    let child = ns
-        .command("python3")
-        .env("PYTHONPATH", root.join("usr/lib/python3/dist-packages"))
-        .env("LD_LIBRARY_PATH", lab::lib_path(root))
-        .arg(root.join("usr/bin/ntpq"))
+    let child = Ntpd::ntpq_command(root, ns)
         .args(["-n", "-c", command, "127.0.0.1"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -640,14 +602,14 @@ fn write_fixture(name: &str, bytes: &[u8]) {
 }
 
 /// Captures the fixtures described in tests/fixtures/mode6/README.md.
-fn capture_fixtures(lab: &NtpdLab) {
+fn capture_fixtures(lab: &Lab) {
     std::fs::create_dir_all(fixture_dir()).expect("fixture dir");
     let save = |name: &str, datagrams: &[Vec<u8>]| {
         for (i, d) in datagrams.iter().enumerate() {
             write_fixture(&format!("{name}.{i}.bin"), d);
         }
     };
-    let list = exchange(&lab.client, 0x0101, Opcode::READ_STATUS, 0, b"");
+    let list = exchange(lab.client(), 0x0101, Opcode::READ_STATUS, 0, b"");
     save("readstat", &list);
     let mut seq = 0x0102;
     let mut next = || {
@@ -656,12 +618,12 @@ fn capture_fixtures(lab: &NtpdLab) {
     };
     save(
         "readvar-system",
-        &exchange(&lab.client, next(), Opcode::READ_VARIABLES, 0, b""),
+        &exchange(lab.client(), next(), Opcode::READ_VARIABLES, 0, b""),
     );
     save(
         "readvar-sysstats",
         &exchange(
-            &lab.client,
+            lab.client(),
             next(),
             Opcode::READ_VARIABLES,
             0,
@@ -671,7 +633,7 @@ fn capture_fixtures(lab: &NtpdLab) {
     save(
         "readvar-sysstats-ntpsec",
         &exchange(
-            &lab.client,
+            lab.client(),
             next(),
             Opcode::READ_VARIABLES,
             0,
@@ -681,7 +643,7 @@ fn capture_fixtures(lab: &NtpdLab) {
     save(
         "error-unknown-variable",
         &exchange(
-            &lab.client,
+            lab.client(),
             next(),
             Opcode::READ_VARIABLES,
             0,
@@ -690,7 +652,7 @@ fn capture_fixtures(lab: &NtpdLab) {
     );
     save(
         "error-bad-association",
-        &exchange(&lab.client, next(), Opcode::READ_VARIABLES, 0xfffe, b""),
+        &exchange(lab.client(), next(), Opcode::READ_VARIABLES, 0xfffe, b""),
     );
     // One file set per peer, named by the role of its address.
     let data: Vec<u8> = list
@@ -698,101 +660,70 @@ fn capture_fixtures(lab: &NtpdLab) {
         .flat_map(|d| Fragment::parse(d).expect("fragment").data.to_vec())
         .collect();
     for (id, _) in mode6::parse_status_list(&data).expect("association list") {
-        let datagrams = exchange(&lab.client, next(), Opcode::READ_VARIABLES, id.0, b"");
+        let datagrams = exchange(lab.client(), next(), Opcode::READ_VARIABLES, id.0, b"");
         let text: Vec<u8> = datagrams
             .iter()
             .flat_map(|d| Fragment::parse(d).expect("fragment").data.to_vec())
             .collect();
         let vars = mode6::Variables::parse(&text);
-        let role = match vars.get("srcadr") {
-            Some(a) if a == HONEST_A.to_string() => "honest-a",
-            Some(a) if a == HONEST_B.to_string() => "honest-b",
-            Some(a) if a == SKEWED.to_string() => "skewed",
-            other => panic!("unexpected peer {other:?}"),
-        };
+        let srcadr = vars.get("srcadr");
+        let role = [HONEST[0], HONEST[1], SKEWED]
+            .into_iter()
+            .find(|n| srcadr == Some(lab.addr(n).to_string().as_str()))
+            .unwrap_or_else(|| panic!("unexpected peer {srcadr:?}"));
         save(&format!("readvar-peer-{role}"), &datagrams);
     }
     write_fixture(
         "ntpq-request-readstat.bin",
-        &ntpq_request(&lab.root, "associations", Opcode::READ_STATUS),
+        &ntpq_request(lab.root(), "associations", Opcode::READ_STATUS),
     );
     write_fixture(
         "ntpq-request-readvar.bin",
-        &ntpq_request(&lab.root, "rv 0 ss_received", Opcode::READ_VARIABLES),
+        &ntpq_request(lab.root(), "rv 0 ss_received", Opcode::READ_VARIABLES),
     );
     eprintln!("fixtures written to {}", fixture_dir().display());
 }
 
-/// The lab of `server_requests_count_only_clients`: ntpd on `NTPD_HOST`
-/// polling one honest chronyd, and a host of clients that may ask it for
-/// time. Fields drop in order: processes before their namespaces.
-struct ServedLab {
-    root: PathBuf,
-    _ntpd: Ntpd,
-    _upstream: Chronyd,
-    host: Netns,
-    clients: Netns,
-    _upstream_ns: Netns,
+/// The lab of `server_requests_count_only_clients`: ntpd on the client,
+/// polling one honest chronyd, and a downstream host of clients that may
+/// ask it for time. The lab's stock restrictions (`restrict default kod
+/// nomodify nopeer noquery limited`): clients get time, and a rate limit.
+fn served_lab() -> Lab {
+    Lab::builder()
+        .client(Daemon::Ntpd)
+        .honest("upstream")
+        .downstream("clients")
+        .build()
 }
 
-const NTPD_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const UPSTREAM: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
-const CLIENTS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 31);
 /// Requests the lab's own client sends.
 const N: u32 = 5;
 
-impl ServedLab {
-    fn start() -> ServedLab {
-        lab::require_root();
-        let root = lab::root();
-        let (host, upstream_ns, clients) = (Netns::new(), Netns::new(), Netns::new());
-        link(&host, NTPD_HOST, &upstream_ns, UPSTREAM);
-        link(&host, NTPD_HOST, &clients, CLIENTS);
-        let upstream = chrony_server(&root, &upstream_ns, "upstream");
-        // The lab's stock restrictions (`restrict default kod nomodify nopeer
-        // noquery limited`): clients get time, and a rate limit.
-        let ntpd = Ntpd::start(
-            &root,
-            &host,
-            "ntpd-served",
-            &format!("server {UPSTREAM} iburst minpoll 3 maxpoll 4"),
-        );
-        ServedLab {
-            root,
-            _ntpd: ntpd,
-            _upstream: upstream,
-            host,
-            clients,
-            _upstream_ns: upstream_ns,
-        }
-    }
+/// System variables as NTPsec's ntpq reads them, by name.
+fn vars(lab: &Lab, names: &str) -> BTreeMap<String, u64> {
+    let text = lab.ntpq(&["-c", &format!("rv 0 {names}")]);
+    ntpq_vars(&text)
+        .into_iter()
+        .map(|(k, v)| {
+            let n = v.parse().unwrap_or_else(|_| panic!("{k}={v}"));
+            (k, n)
+        })
+        .collect()
+}
 
-    /// System variables as NTPsec's ntpq reads them, by name.
-    fn vars(&self, names: &str) -> BTreeMap<String, u64> {
-        let text = Ntpd::ntpq(&self.root, &self.host, &["-c", &format!("rv 0 {names}")]);
-        ntpq_vars(&text)
-            .into_iter()
-            .map(|(k, v)| {
-                let n = v.parse().unwrap_or_else(|_| panic!("{k}={v}"));
-                (k, n)
-            })
-            .collect()
-    }
-
-    /// The upstream association's `received`, as `ntpq -c pstats` shows it.
-    fn upstream_received(&self) -> u64 {
-        let assoc = Ntpd::ntpq(&self.root, &self.host, &["-c", "associations"]);
-        let id = assoc
-            .lines()
-            .find_map(|l| l.split_whitespace().nth(1)?.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("no association:\n{assoc}"));
-        let pstats = Ntpd::ntpq(&self.root, &self.host, &["-c", &format!("pstats {id}")]);
-        pstats
-            .lines()
-            .find_map(|l| l.strip_prefix("packets received:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("pstats {id}:\n{pstats}"))
-    }
+/// The upstream association's `received`, as `ntpq -c pstats` shows it.
+fn upstream_received(lab: &Lab) -> u64 {
+    let assoc = lab.ntpq(&["-c", "associations"]);
+    let id = assoc
+        .lines()
+        .find_map(|l| l.split_whitespace().nth(1)?.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no association:\n{assoc}"));
+    let pstats = lab.ntpq(&["-c", &format!("pstats {id}")]);
+    pstats
+        .lines()
+        .find_map(|l| l.strip_prefix("packets received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("pstats {id}:\n{pstats}"))
 }
 
 fn served(body: &str) -> f64 {
@@ -844,9 +775,8 @@ fn client_requests(ns: &Netns, from: Ipv4Addr, server: Ipv4Addr, n: u32, gap: Du
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn server_requests_count_only_clients() {
-    let lab = ServedLab::start();
-    let exporter = Exporter::start(
-        &lab.host,
+    let lab = served_lab();
+    let exporter = lab.exporter(
         &lab::only_collectors(&["ntpd"])
             .iter()
             .map(String::as_str)
@@ -863,24 +793,24 @@ fn server_requests_count_only_clients() {
 /// Only upstream replies and control queries reach ntpd: scraped
 /// every second over several polls, nothing counts, while ss_received
 /// (the old source of this counter) and the association's replies grow.
-fn idle_ntpd_serves_nobody(lab: &ServedLab, exporter: &Exporter) {
-    let before = lab.vars("ss_received_r");
-    let replies_before = lab.upstream_received();
-    let first = served(&exporter.scrape(&lab.host));
+fn idle_ntpd_serves_nobody(lab: &Lab, exporter: &Exporter) {
+    let before = vars(lab, "ss_received_r");
+    let replies_before = upstream_received(lab);
+    let first = served(&exporter.scrape());
     assert_eq!(first, 0.0, "an ntpd nobody asks for time served nobody");
     let replies = wait_for(
         "five more replies from the upstream server",
         Duration::from_secs(90),
         || {
-            let body = exporter.scrape(&lab.host);
+            let body = exporter.scrape();
             assert_eq!(served(&body), first, "{body}");
             std::thread::sleep(Duration::from_secs(1));
-            let r = lab.upstream_received();
+            let r = upstream_received(lab);
             (r >= replies_before + 5).then_some(r)
         },
     );
-    let after = lab.vars("ss_received_r");
-    let body = exporter.scrape(&lab.host);
+    let after = vars(lab, "ss_received_r");
+    let body = exporter.scrape();
     assert_eq!(served(&body), 0.0, "{body}");
     eprintln!(
         "idle: ss_received_r {} -> {}, upstream replies {replies_before} -> {replies}, clock_server_requests_total stays 0",
@@ -891,18 +821,18 @@ fn idle_ntpd_serves_nobody(lab: &ServedLab, exporter: &Exporter) {
 
 /// A client asks N times, slowly enough for the stock `limited`
 /// restriction to answer every request: the counter grows by N exactly.
-fn a_client_is_counted_exactly(lab: &ServedLab, exporter: &Exporter) {
-    let limits = lab.vars("ss_limited_r,ss_kodsent_r");
+fn a_client_is_counted_exactly(lab: &Lab, exporter: &Exporter) {
+    let limits = vars(lab, "ss_limited_r,ss_kodsent_r");
     let answered = client_requests(
-        &lab.clients,
-        CLIENTS,
-        NTPD_HOST,
+        lab.ns("clients"),
+        lab.addr("clients"),
+        CLIENT,
         N,
         Duration::from_millis(500),
     );
     assert_eq!(answered, N, "ntpd answered every request");
     assert_eq!(
-        lab.vars("ss_limited_r,ss_kodsent_r"),
+        vars(lab, "ss_limited_r,ss_kodsent_r"),
         limits,
         "none was rate limited"
     );
@@ -913,18 +843,18 @@ fn a_client_is_counted_exactly(lab: &ServedLab, exporter: &Exporter) {
         "the client's requests counted",
         Duration::from_secs(10),
         || {
-            let body = exporter.scrape(&lab.host);
+            let body = exporter.scrape();
             assert!(served(&body) <= f64::from(N), "{body}");
             (served(&body) == f64::from(N)).then_some(())
         },
     );
     // More upstream replies and scrapes change nothing.
-    let replies = lab.upstream_received();
+    let replies = upstream_received(lab);
     wait_for("another upstream reply", Duration::from_secs(60), || {
-        let body = exporter.scrape(&lab.host);
+        let body = exporter.scrape();
         assert_eq!(served(&body), f64::from(N), "{body}");
         std::thread::sleep(Duration::from_secs(1));
-        (lab.upstream_received() > replies).then_some(())
+        (upstream_received(lab) > replies).then_some(())
     });
     eprintln!("{N} client requests: clock_server_requests_total {N}");
 }
@@ -932,18 +862,13 @@ fn a_client_is_counted_exactly(lab: &ServedLab, exporter: &Exporter) {
 /// A real client: chronyd polling ntpd every 2 s. Every answer it
 /// got (`Total RX` of `chronyc ntpdata`, a kiss-o'-death included) is one
 /// more request served; read while chronyd sent and received nothing.
-fn a_chronyd_client_is_counted_exactly(lab: &ServedLab, exporter: &Exporter) {
-    let client = Chronyd::start(
-        &lab.root,
-        &lab.clients,
-        "client",
-        &format!("server {NTPD_HOST} minpoll 1 maxpoll 1"),
-    );
+fn a_chronyd_client_is_counted_exactly(lab: &Lab, exporter: &Exporter) {
+    let client = lab.start_chronyd("clients", &format!("server {CLIENT} minpoll 1 maxpoll 1"));
     let ntpdata = || -> (u64, u64) {
         let text = client.chronyc(
-            &lab.root,
-            &lab.clients,
-            &["ntpdata", &NTPD_HOST.to_string()],
+            lab.root(),
+            lab.ns("clients"),
+            &["ntpdata", &CLIENT.to_string()],
         );
         let field = |name: &str| -> u64 {
             text.lines()
@@ -958,7 +883,7 @@ fn a_chronyd_client_is_counted_exactly(lab: &ServedLab, exporter: &Exporter) {
         Duration::from_secs(60),
         || {
             let before = ntpdata();
-            let body = exporter.scrape(&lab.host);
+            let body = exporter.scrape();
             let expected = f64::from(N) + before.1 as f64;
             let quiet = ntpdata() == before;
             if quiet {
@@ -976,7 +901,7 @@ fn a_chronyd_client_is_counted_exactly(lab: &ServedLab, exporter: &Exporter) {
 /// Captures the fixtures of tests/fixtures/mode6/served (README there): one
 /// query's worth of answers from the served lab, taken while the upstream
 /// association's counter stays the same around them.
-fn capture_served_fixtures(lab: &ServedLab, clients: u32) {
+fn capture_served_fixtures(lab: &Lab, clients: u32) {
     let dir = fixture_dir().join("served");
     std::fs::create_dir_all(&dir).expect("fixture dir");
     let text = |datagrams: &[Vec<u8>]| -> Vec<u8> {
@@ -994,14 +919,14 @@ fn capture_served_fixtures(lab: &ServedLab, clients: u32) {
         "a capture without a reply in it",
         Duration::from_secs(60),
         || {
-            let list = exchange(&lab.host, next(), Opcode::READ_STATUS, 0, b"");
+            let list = exchange(lab.client(), next(), Opcode::READ_STATUS, 0, b"");
             let associations = mode6::parse_status_list(&text(&list)).expect("association list");
             let [(id, _)] = associations.as_slice() else {
                 panic!("one association expected: {associations:?}");
             };
             let counters = |seq| {
                 exchange(
-                    &lab.host,
+                    lab.client(),
                     seq,
                     Opcode::READ_VARIABLES,
                     id.0,
@@ -1012,12 +937,12 @@ fn capture_served_fixtures(lab: &ServedLab, clients: u32) {
             let answers = [
                 (
                     "readvar-system",
-                    exchange(&lab.host, next(), Opcode::READ_VARIABLES, 0, b""),
+                    exchange(lab.client(), next(), Opcode::READ_VARIABLES, 0, b""),
                 ),
                 (
                     "readvar-sysstats",
                     exchange(
-                        &lab.host,
+                        lab.client(),
                         next(),
                         Opcode::READ_VARIABLES,
                         0,
@@ -1027,7 +952,7 @@ fn capture_served_fixtures(lab: &ServedLab, clients: u32) {
                 (
                     "readvar-sysstats-ntpsec",
                     exchange(
-                        &lab.host,
+                        lab.client(),
                         next(),
                         Opcode::READ_VARIABLES,
                         0,
@@ -1036,7 +961,7 @@ fn capture_served_fixtures(lab: &ServedLab, clients: u32) {
                 ),
                 (
                     "readvar-peer-upstream",
-                    exchange(&lab.host, next(), Opcode::READ_VARIABLES, id.0, b""),
+                    exchange(lab.client(), next(), Opcode::READ_VARIABLES, id.0, b""),
                 ),
                 ("readvar-counters-upstream", counters(next())),
             ];

@@ -1,7 +1,8 @@
-//! Shared by `tests/rules.rs` and `tests/alerting_e2e.rs`: the repository's
-//! rule, rule-test and dashboard files read into plain values, the unpacked
-//! lab tools, and child processes and temporary folders that clean up after
-//! the test whether it passes or fails.
+//! What the test crates share, each reaching it the one way, `mod common;`:
+//! the lab ([`lab`]: namespaces, real daemons, our exporter), and for
+//! `tests/rules.rs` and `tests/alerting_e2e.rs` the repository's rule,
+//! rule-test and dashboard files read into plain values and the unpacked
+//! lab tools.
 
 // Each test crate uses its own part of this module.
 #![allow(dead_code)]
@@ -12,10 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+// The lab lives in tests/lab/ (the benchmarks include it from there too);
+// this is the only place a test crate includes it.
 #[path = "../lab/mod.rs"]
 pub mod lab;
-#[allow(unused_imports)] // each test crate uses a different part of the lab
-pub use lab::{Proc as Process, TempDir, free_port};
+#[allow(unused_imports)] // tests/rules.rs names it `common::TempDir`
+pub use lab::TempDir;
 
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};

@@ -1,0 +1,48 @@
+//! The lab's one address plan: an address means the same role in every
+//! test. Documentation ranges only, and only inside namespaces the lab
+//! creates.
+//!
+//! | address | role |
+//! |---|---|
+//! | 192.0.2.1 | `client`: the host under test (its daemon, our exporter) |
+//! | 192.0.2.11, .13–.19 | `honest`: chronyd `local stratum 8`, in the order a lab adds them |
+//! | 192.0.2.12 | the first `skewed` responder: the seed's vB |
+//! | 192.0.2.31–.34 | `downstream`: hosts that ask the client for time |
+//! | 192.0.2.41–.43 | further `skewed` responders |
+//! | 192.0.2.51–.54 | `drifting` responders |
+//! | 192.0.2.77 | an address a test adds and removes itself, in a lone namespace |
+//! | 198.51.100.7 | the reference ID the responders announce; no host has it |
+//!
+//! The seed's pair keeps the numbers the alert rules' tests, the docs and the
+//! captured chrony fixtures use: vA (honest) 192.0.2.11, vB (11.5 s ahead)
+//! 192.0.2.12.
+
+use std::net::Ipv4Addr;
+
+const fn doc(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, last)
+}
+
+/// The host under test.
+pub const CLIENT: Ipv4Addr = doc(1);
+/// Honest chronyd servers, in the order a lab adds them: vA first.
+pub const HONEST: [Ipv4Addr; 8] = [
+    doc(11),
+    doc(13),
+    doc(14),
+    doc(15),
+    doc(16),
+    doc(17),
+    doc(18),
+    doc(19),
+];
+/// Responders with a fixed offset: the seed's vB first.
+pub const SKEWED: [Ipv4Addr; 4] = [doc(12), doc(41), doc(42), doc(43)];
+/// Responders whose clock runs at a rate.
+pub const DRIFTING: [Ipv4Addr; 4] = [doc(51), doc(52), doc(53), doc(54)];
+/// Hosts that ask the client for time.
+pub const DOWNSTREAM: [Ipv4Addr; 4] = [doc(31), doc(32), doc(33), doc(34)];
+/// An address a test adds to and removes from a lone namespace.
+pub const ADDED: Ipv4Addr = doc(77);
+/// The reference ID every responder announces (its "upstream"): no host.
+pub const RESPONDER_REFID: [u8; 4] = [198, 51, 100, 7];

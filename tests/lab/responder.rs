@@ -1,0 +1,92 @@
+//! The test-only NTP responder: a server that is wrong on purpose, by an
+//! offset (`skewed`) or a rate (`drifting`), with a clock of its own.
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use clock_exporter::testing::proto::ntp::{Header, NtpShort, NtpTimestamp, RefId};
+
+use super::netns::{Netns, enter_netns};
+use super::plan::RESPONDER_REFID;
+
+/// A deliberately wrong NTP server: answers mode-3 requests on UDP 123 of
+/// its namespace with the local time shifted by `offset` seconds, plus
+/// `drift_ratio · elapsed` (a clock running fast or slow). It is the seed's
+/// vB, whose clock was 11.5 s off.
+#[derive(Debug)]
+pub struct SkewedServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    pub requests: Arc<AtomicUsize>,
+}
+
+impl SkewedServer {
+    pub fn start(ns: &Netns, bind: Ipv4Addr, offset: f64, drift_ratio: f64) -> SkewedServer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let path = format!("/var/run/netns/{}", ns.name);
+        let (stop2, req2) = (stop.clone(), requests.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            enter_netns(&path);
+            let sock = UdpSocket::bind(SocketAddrV4::new(bind, 123)).expect("bind skewed server");
+            sock.set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("timeout");
+            let _ = ready_tx.send(());
+            let start = SystemTime::now();
+            let mut buf = [0u8; 1024];
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let now = SystemTime::now();
+                let Ok(req) = Header::parse(&buf[..n]) else {
+                    continue;
+                };
+                if req.mode != 3 {
+                    continue;
+                }
+                let elapsed = now.duration_since(start).unwrap_or_default().as_secs_f64();
+                let shift = offset + drift_ratio * elapsed;
+                let t = NtpTimestamp::from_system_time(now).shifted(shift);
+                let resp = Header {
+                    leap: 0,
+                    version: req.version,
+                    mode: 4,
+                    stratum: 2,
+                    poll: req.poll,
+                    precision: -20,
+                    root_delay: NtpShort::from_seconds(0.0005),
+                    root_dispersion: NtpShort::from_seconds(0.0005),
+                    reference_id: RefId(RESPONDER_REFID),
+                    reference: t.shifted(-1.0),
+                    origin: req.transmit,
+                    receive: t,
+                    transmit: t,
+                };
+                let _ = sock.send_to(&resp.encode(), from);
+                req2.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("skewed server started");
+        SkewedServer {
+            stop,
+            thread: Some(thread),
+            requests,
+        }
+    }
+}
+
+impl Drop for SkewedServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

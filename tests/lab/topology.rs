@@ -1,0 +1,351 @@
+//! One lab builder: hosts by role and name, addresses from [`super::plan`],
+//! torn down in order.
+//!
+//! ```ignore
+//! let lab = Lab::builder()
+//!     .client(Daemon::Chronyd)
+//!     .honest("a")
+//!     .skewed("b", 11.5)
+//!     .build();
+//! let exporter = lab.exporter(&[]);
+//! let b = lab.addr("b"); // 192.0.2.12
+//! ```
+//!
+//! Every host is a namespace linked to the client's. The client polls
+//! every server role, in the order added, with [`Daemon::poll_options`].
+//! A new role is one more [`Role`] variant and its pool in the plan.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use super::daemons::{Chronyd, Daemon, Ntpd, SERVE_LOCAL_CLOCK};
+use super::exporter::Exporter;
+use super::netns::{Netns, link};
+use super::plan;
+use super::responder::SkewedServer;
+
+/// What a host of the lab is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Role {
+    /// chronyd serving its local clock at stratum 8.
+    Honest,
+    /// The responder, this many seconds ahead.
+    Skewed(f64),
+    /// The responder, its clock running fast by this many ppm.
+    Drifting(f64),
+    /// Nothing running: a host that may ask the client for time.
+    Downstream,
+}
+
+impl Role {
+    fn pool(self) -> &'static [Ipv4Addr] {
+        match self {
+            Role::Honest => &plan::HONEST,
+            Role::Skewed(_) => &plan::SKEWED,
+            Role::Drifting(_) => &plan::DRIFTING,
+            Role::Downstream => &plan::DOWNSTREAM,
+        }
+    }
+
+    /// Roles of one kind share a pool, whatever their parameters.
+    fn same_kind(self, other: Role) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
+}
+
+/// What runs on a host, stopped before its namespace goes.
+#[derive(Debug)]
+enum Running {
+    Chronyd(Chronyd),
+    Responder(SkewedServer),
+    Nothing,
+}
+
+#[derive(Debug)]
+struct Host {
+    name: String,
+    addr: Ipv4Addr,
+    role: Role,
+    // Declaration order is drop order: the process before its namespace.
+    running: Running,
+    ns: Netns,
+}
+
+/// The client's time daemon.
+#[derive(Debug)]
+enum ClientDaemon {
+    Chronyd(Chronyd),
+    Ntpd(Ntpd),
+}
+
+/// Describes a lab; [`LabBuilder::build`] starts it.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct LabBuilder {
+    daemon: Option<Daemon>,
+    client_conf: String,
+    roles: Vec<(String, Role)>,
+    noselect: Vec<String>,
+}
+
+impl LabBuilder {
+    /// The client runs `daemon` (without one, it is a bare host).
+    pub fn client(mut self, daemon: Daemon) -> Self {
+        self.daemon = Some(daemon);
+        self
+    }
+
+    /// More lines for the client daemon's configuration, after the
+    /// `server` lines.
+    pub fn client_conf(mut self, lines: &str) -> Self {
+        self.client_conf.push_str(lines);
+        self.client_conf.push('\n');
+        self
+    }
+
+    /// An honest chronyd server, `local stratum 8`, on the next honest address.
+    pub fn honest(self, name: &str) -> Self {
+        self.role(name, Role::Honest)
+    }
+
+    /// The test responder, `offset` seconds ahead of this machine's clock.
+    pub fn skewed(self, name: &str, offset: f64) -> Self {
+        self.role(name, Role::Skewed(offset))
+    }
+
+    /// The test responder, its clock running `ppm` parts per million fast
+    /// (slow when negative) from the moment it starts.
+    pub fn drifting(self, name: &str, ppm: f64) -> Self {
+        self.role(name, Role::Drifting(ppm))
+    }
+
+    /// A host with nothing running, linked to the client, from which a
+    /// test may ask the client for time.
+    pub fn downstream(self, name: &str) -> Self {
+        self.role(name, Role::Downstream)
+    }
+
+    /// The client polls `name` but never selects it.
+    pub fn noselect(mut self, name: &str) -> Self {
+        self.noselect.push(name.to_owned());
+        self
+    }
+
+    fn role(mut self, name: &str, role: Role) -> Self {
+        assert!(
+            name != "client" && self.roles.iter().all(|(n, _)| n != name),
+            "lab host name {name:?} taken"
+        );
+        self.roles.push((name.to_owned(), role));
+        self
+    }
+
+    /// Creates the namespaces, starts the servers, then the client's
+    /// daemon. A panic on the way tears down what was started.
+    pub fn build(self) -> Lab {
+        super::require_root();
+        let mut lab = Lab {
+            root: super::root(),
+            daemon: None,
+            hosts: Vec::new(),
+            client: Netns::new(),
+        };
+        for (i, (name, role)) in self.roles.iter().enumerate() {
+            lab.add_host(name, *role, self.address(i));
+        }
+        if let Some(daemon) = self.daemon {
+            let conf = self.client_config(daemon, &lab);
+            let (root, ns) = (&lab.root, &lab.client);
+            lab.daemon = Some(match daemon {
+                Daemon::Chronyd => ClientDaemon::Chronyd(Chronyd::start(root, ns, "client", &conf)),
+                Daemon::Ntpd => ClientDaemon::Ntpd(Ntpd::start(root, ns, "ntpd", &conf)),
+            });
+        }
+        lab
+    }
+
+    /// The address of the `i`th role: the next one of its kind's pool.
+    fn address(&self, i: usize) -> Ipv4Addr {
+        let (name, role) = &self.roles[i];
+        let taken = self.roles[..i]
+            .iter()
+            .filter(|(_, r)| r.same_kind(*role))
+            .count();
+        *role.pool().get(taken).unwrap_or_else(|| {
+            panic!("the address plan has no address left for {name:?} ({role:?})")
+        })
+    }
+
+    /// One `server` line per server role, then [`Self::client_conf`].
+    fn client_config(&self, daemon: Daemon, lab: &Lab) -> String {
+        let servers: Vec<&Host> = lab
+            .hosts
+            .iter()
+            .filter(|h| h.role != Role::Downstream)
+            .collect();
+        for name in &self.noselect {
+            assert!(
+                servers.iter().any(|h| &h.name == name),
+                "noselect {name:?}: no such server"
+            );
+        }
+        let mut conf = String::new();
+        for h in servers {
+            let noselect = if self.noselect.contains(&h.name) {
+                " noselect"
+            } else {
+                ""
+            };
+            let options = daemon.poll_options();
+            writeln!(conf, "server {} {options}{noselect}", h.addr).expect("write to a String");
+        }
+        conf + &self.client_conf
+    }
+}
+
+/// A running lab. Dropping it stops every process (the client's daemon,
+/// then the servers), then deletes every namespace; on a panic too.
+#[derive(Debug)]
+pub struct Lab {
+    root: PathBuf,
+    daemon: Option<ClientDaemon>,
+    hosts: Vec<Host>,
+    client: Netns,
+}
+
+impl Lab {
+    pub fn builder() -> LabBuilder {
+        LabBuilder::default()
+    }
+
+    /// The unpacked daemons and tools.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The host under test, at [`plan::CLIENT`].
+    pub fn client(&self) -> &Netns {
+        &self.client
+    }
+
+    fn host(&self, name: &str) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no lab host {name:?}"))
+    }
+
+    /// Creates a host's namespace, links it to the client and starts
+    /// what its role runs.
+    fn add_host(&mut self, name: &str, role: Role, addr: Ipv4Addr) {
+        let ns = Netns::new();
+        link(&self.client, plan::CLIENT, &ns, addr);
+        let running = match role {
+            Role::Honest => {
+                Running::Chronyd(Chronyd::start(&self.root, &ns, name, SERVE_LOCAL_CLOCK))
+            }
+            Role::Skewed(offset) => Running::Responder(SkewedServer::start(&ns, addr, offset, 0.0)),
+            Role::Drifting(ppm) => {
+                Running::Responder(SkewedServer::start(&ns, addr, 0.0, ppm * 1e-6))
+            }
+            Role::Downstream => Running::Nothing,
+        };
+        self.hosts.push(Host {
+            name: name.to_owned(),
+            addr,
+            role,
+            running,
+            ns,
+        });
+    }
+
+    /// The address of a host, from the plan.
+    pub fn addr(&self, name: &str) -> Ipv4Addr {
+        self.host(name).addr
+    }
+
+    /// The namespace of a host.
+    pub fn ns(&self, name: &str) -> &Netns {
+        &self.host(name).ns
+    }
+
+    /// An honest server's chronyd.
+    pub fn server(&self, name: &str) -> &Chronyd {
+        match &self.host(name).running {
+            Running::Chronyd(c) => c,
+            other => panic!("{name} runs no chronyd: {other:?}"),
+        }
+    }
+
+    /// A skewed or drifting host's responder.
+    pub fn responder(&self, name: &str) -> &SkewedServer {
+        match &self.host(name).running {
+            Running::Responder(r) => r,
+            other => panic!("{name} runs no responder: {other:?}"),
+        }
+    }
+
+    /// The client's chronyd.
+    pub fn chronyd(&self) -> &Chronyd {
+        match &self.daemon {
+            Some(ClientDaemon::Chronyd(c)) => c,
+            other => panic!("the client runs no chronyd: {other:?}"),
+        }
+    }
+
+    pub fn chronyd_mut(&mut self) -> &mut Chronyd {
+        match &mut self.daemon {
+            Some(ClientDaemon::Chronyd(c)) => c,
+            other => panic!("the client runs no chronyd: {other:?}"),
+        }
+    }
+
+    /// The client's ntpd.
+    pub fn ntpd_mut(&mut self) -> &mut Ntpd {
+        match &mut self.daemon {
+            Some(ClientDaemon::Ntpd(n)) => n,
+            other => panic!("the client runs no ntpd: {other:?}"),
+        }
+    }
+
+    /// `chronyc` against the client's chronyd.
+    pub fn chronyc(&self, args: &[&str]) -> String {
+        self.chronyd().chronyc(&self.root, &self.client, args)
+    }
+
+    /// NTPsec's `ntpq` on the client.
+    pub fn ntpq(&self, args: &[&str]) -> String {
+        Ntpd::ntpq(&self.root, &self.client, args)
+    }
+
+    /// Restarts the client's chronyd with the same configuration.
+    pub fn restart_chronyd(&mut self) {
+        let Some(ClientDaemon::Chronyd(c)) = &mut self.daemon else {
+            panic!("the client runs no chronyd");
+        };
+        c.restart(&self.root, &self.client);
+    }
+
+    /// Our exporter on the client, beside its daemon, with these flags.
+    /// Keep it in a variable declared after the lab, so it stops first.
+    pub fn exporter(&self, flags: &[&str]) -> Exporter {
+        Exporter::start(&self.client, flags)
+    }
+
+    /// Starts a chronyd on the named host (a downstream client, say),
+    /// owned by the caller.
+    pub fn start_chronyd(&self, name: &str, conf: &str) -> Chronyd {
+        Chronyd::start(&self.root, self.ns(name), name, conf)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Every process first; the namespaces go with the fields.
+        self.daemon = None;
+        for h in &mut self.hosts {
+            h.running = Running::Nothing;
+        }
+    }
+}
