@@ -1,21 +1,16 @@
 //! What one chrony collection costs, against `chronyc -n sources` plus
 //! `chronyc -n tracking` run as subprocesses, on a real chronyd with eight
 //! sources. A benchmark, not a test: it reports the ratio
-//! (docs/performance.md). Needs root: `cargo bench --bench chrony_vs_chronyc`.
+//! (docs/performance.md, "chrony collector against chronyc"). Needs root:
+//! `cargo bench --bench chrony_vs_chronyc`.
 
 #[path = "../tests/lab/mod.rs"]
 mod lab;
 
-use std::net::Ipv4Addr;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use lab::{Chronyd, Netns, SkewedServer, chrony_server, link, wait_for};
-
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const SERVER_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
-const SKEWED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
-const SERVER_C: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 13);
-const FAST: &str = "iburst minpoll -2 maxpoll 0";
+use lab::{Daemon, Lab, plan, wait_for};
 
 fn median(mut d: Vec<Duration>) -> Duration {
     d.sort();
@@ -23,31 +18,26 @@ fn median(mut d: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    lab::require_root();
-    let root = lab::root();
-    let client = Netns::new();
-    let (ns_a, ns_skewed, ns_c) = (Netns::new(), Netns::new(), Netns::new());
-    link(&client, CLIENT, &ns_a, SERVER_A);
-    link(&client, CLIENT, &ns_skewed, SKEWED);
-    link(&client, CLIENT, &ns_c, SERVER_C);
-    let server_a = chrony_server(&root, &ns_a, "server-a");
-    let server_c = chrony_server(&root, &ns_c, "server-c");
-    let skewed = SkewedServer::start(&ns_skewed, SKEWED, 11.5, 0.0);
-    // Eight sources: three answer, five are documentation addresses with no
-    // route in the namespace (nothing leaves it); each is one SOURCE_DATA and
-    // one SOURCESTATS request all the same.
-    let unreachable = (20..25).fold(String::new(), |conf, i| {
-        conf + &format!("server 198.51.100.{i} minpoll 6\n")
+    // Eight sources: three answer (honest vA, the skewed vB, honest vC), five
+    // are addresses the namespace has no route to (nothing leaves it); each
+    // is one SOURCE_DATA and one SOURCESTATS request all the same.
+    let unrouted = plan::UNROUTED.iter().fold(String::new(), |mut conf, a| {
+        writeln!(conf, "server {a} minpoll 6").expect("write to a String");
+        conf
     });
-    let conf = format!(
-        "server {SERVER_A} {FAST}\nserver {SKEWED} {FAST}\nserver {SERVER_C} {FAST}\n{unreachable}"
-    );
-    let chronyd = Chronyd::start(&root, &client, "client", &conf);
+    let lab = Lab::builder()
+        .client(Daemon::Chronyd)
+        .honest("a")
+        .skewed("b", 11.5)
+        .honest("c")
+        .client_conf(&unrouted)
+        .build();
     wait_for("a source selected", Duration::from_secs(30), || {
-        let s = chronyd.chronyc(&root, &client, &["-n", "sources"]);
+        let s = lab.chronyc(&["-n", "sources"]);
         s.lines().any(|l| l.starts_with("^*")).then_some(())
     });
-    let ours = client.enter(|| {
+    let root = lab.root();
+    let ours = lab.client().enter(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -75,9 +65,9 @@ fn main() {
             let t = Instant::now();
             for args in [["-n", "sources"], ["-n", "tracking"]] {
                 let out = std::process::Command::new(root.join("usr/bin/chronyc"))
-                    .env("LD_LIBRARY_PATH", lab::lib_path(&root))
+                    .env("LD_LIBRARY_PATH", lab::lib_path(root))
                     .arg("-h")
-                    .arg(chronyd.socket())
+                    .arg(lab.chronyd().socket())
                     .args(args)
                     .output()
                     .expect("chronyc");
@@ -91,6 +81,4 @@ fn main() {
         "chrony collector, 8 sources, UDP: median {ours:?}; chronyc -n sources + chronyc -n tracking as subprocesses: median {theirs:?}; ratio ours/chronyc {:.3}",
         ours.as_secs_f64() / theirs.as_secs_f64()
     );
-    drop((chronyd, server_a, server_c, skewed));
-    drop((ns_a, ns_skewed, ns_c, client));
 }

@@ -1,20 +1,20 @@
 //! What one ntpd query costs, against running `ntpq -pn` as a subprocess
 //! (what telegraf's ntpq input does), on a real ntpd with ten associations.
-//! A benchmark, not a test: it reports the ratio (docs/performance.md) and
+//! A benchmark, not a test: it reports the ratio (docs/performance.md, "ntpd collector
+//! against ntpq") and
 //! fails only if the lab cannot be set up. Needs root (network namespaces):
 //! `cargo bench --bench ntpd_vs_ntpq`.
 
 #[path = "../tests/lab/mod.rs"]
 mod lab;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clock_exporter::testing::collector::daemon::{Depth, Sequences};
 use clock_exporter::testing::collector::ntpd::query;
-use lab::{Netns, Ntpd, SkewedServer, link, wait_for};
+use lab::{Daemon, Lab, wait_for};
 
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const SERVERS: u8 = 10;
 const RUNS: usize = 15;
 
@@ -24,30 +24,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    lab::require_root();
-    let root = lab::root();
-    let client = Netns::new();
-    let addresses: Vec<Ipv4Addr> = (0..SERVERS)
-        .map(|i| Ipv4Addr::new(192, 0, 2, 20 + i))
-        .collect();
-    let mut servers = Vec::new();
-    let mut hosts = Vec::new();
-    for (i, a) in addresses.iter().enumerate() {
-        let host = Netns::new();
-        link(&client, CLIENT, &host, *a);
-        // Honest responders but one, 11.5 s ahead.
-        let offset = if i == 0 { 11.5 } else { 0.0 };
-        servers.push(SkewedServer::start(&host, *a, offset, 0.0));
-        hosts.push(host);
-    }
-    let config = addresses
-        .iter()
-        .map(|a| format!("server {a} iburst minpoll 3 maxpoll 4"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let ntpd = Ntpd::start(&root, &client, "ntpd-bench", &config);
+    // Honest servers but one, the seed's vB, 11.5 s ahead.
+    let lab = (1..SERVERS)
+        .fold(
+            Lab::builder().client(Daemon::Ntpd).skewed("vB", 11.5),
+            |lab, i| lab.honest(&format!("honest-{i}")),
+        )
+        .build();
     let peers = wait_for("every association reached", Duration::from_secs(60), || {
-        let p = Ntpd::ntpq(&root, &client, &["-n", "-p"]);
+        let p = lab.ntpq(&["-n", "-p"]);
         let reached = p
             .lines()
             .skip(2)
@@ -56,7 +41,7 @@ fn main() {
         (reached == usize::from(SERVERS)).then_some(p)
     });
 
-    let ours: Vec<Duration> = client.enter(|| {
+    let ours: Vec<Duration> = lab.client().enter(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -84,7 +69,7 @@ fn main() {
     let theirs: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let start = Instant::now();
-            let out = Ntpd::ntpq(&root, &client, &["-n", "-p"]);
+            let out = lab.ntpq(&["-n", "-p"]);
             let took = start.elapsed();
             assert_eq!(out.lines().count(), 2 + usize::from(SERVERS), "{out}");
             took
@@ -99,8 +84,4 @@ fn main() {
         "ntpd query vs ntpq -pn: ours {ours:?}, ntpq {theirs:?}, ratio ours/ntpq {:.4}",
         ours.as_secs_f64() / theirs.as_secs_f64()
     );
-    // Processes and responders stop before their namespaces go.
-    drop(ntpd);
-    drop(servers);
-    drop(hosts);
 }

@@ -5,13 +5,14 @@
 //! | address | role |
 //! |---|---|
 //! | 192.0.2.1 | `client`: the host under test (its daemon, our exporter) |
-//! | 192.0.2.11, .13–.19 | `honest`: chronyd `local stratum 8`, in the order a lab adds them |
+//! | 192.0.2.11, .13–.29 | `honest`: chronyd `local stratum 8`, in the order a lab adds them |
 //! | 192.0.2.12 | the first `skewed` responder: the seed's vB |
 //! | 192.0.2.31–.34 | `downstream`: hosts that ask the client for time |
 //! | 192.0.2.41–.43 | further `skewed` responders |
 //! | 192.0.2.51–.54 | `drifting` responders |
 //! | 192.0.2.77 | an address a test adds and removes itself, in a lone namespace |
 //! | 198.51.100.7 | the reference ID the responders announce; no host has it |
+//! | 198.51.100.20–.24 | sources a client is told to poll that no host has (no route: nothing leaves the namespace) |
 //!
 //! The seed's pair keeps the numbers the alert rules' tests, the docs and the
 //! captured chrony fixtures use: vA (honest) 192.0.2.11, vB (11.5 s ahead)
@@ -26,7 +27,7 @@ const fn doc(last: u8) -> Ipv4Addr {
 /// The host under test.
 pub const CLIENT: Ipv4Addr = doc(1);
 /// Honest chronyd servers, in the order a lab adds them: vA first.
-pub const HONEST: [Ipv4Addr; 8] = [
+pub const HONEST: [Ipv4Addr; 18] = [
     doc(11),
     doc(13),
     doc(14),
@@ -35,6 +36,16 @@ pub const HONEST: [Ipv4Addr; 8] = [
     doc(17),
     doc(18),
     doc(19),
+    doc(20),
+    doc(21),
+    doc(22),
+    doc(23),
+    doc(24),
+    doc(25),
+    doc(26),
+    doc(27),
+    doc(28),
+    doc(29),
 ];
 /// Responders with a fixed offset: the seed's vB first.
 pub const SKEWED: [Ipv4Addr; 4] = [doc(12), doc(41), doc(42), doc(43)];
@@ -46,3 +57,12 @@ pub const DOWNSTREAM: [Ipv4Addr; 4] = [doc(31), doc(32), doc(33), doc(34)];
 pub const ADDED: Ipv4Addr = doc(77);
 /// The reference ID every responder announces (its "upstream"): no host.
 pub const RESPONDER_REFID: [u8; 4] = [198, 51, 100, 7];
+/// Sources a client may be configured to poll that no host has: the
+/// namespace has no route to them, so nothing is sent anywhere.
+pub const UNROUTED: [Ipv4Addr; 5] = [
+    Ipv4Addr::new(198, 51, 100, 20),
+    Ipv4Addr::new(198, 51, 100, 21),
+    Ipv4Addr::new(198, 51, 100, 22),
+    Ipv4Addr::new(198, 51, 100, 23),
+    Ipv4Addr::new(198, 51, 100, 24),
+];
