@@ -3,7 +3,8 @@
 //! (through the same `metrics::Encoder` the server uses), each timed
 //! back to back ("hot") and 5 ms apart ("cold", as at 200 scrapes/s, when
 //! caches have gone cold between scrapes). A diagnostic for
-//! docs/performance.md, next to `scripts/bench`; it asserts nothing.
+//! docs/performance.md ("How to measure", "In-process costs"), next to
+//! `scripts/bench`; it asserts nothing.
 //!
 //! `cargo run --release --example scrape_cost -- [clock_exporter flags]`
 //! (for example `--no-collector.ntpd`); pin it with `taskset -c 0` for

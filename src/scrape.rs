@@ -150,15 +150,17 @@ impl Scraper {
         // The futures are polled together in this task, not spawned one task
         // each: spawning wakes the runtime's other worker to steal the task,
         // and that hand-off costs more than most collectors' own work
-        // (docs/performance.md). Collectors whose work blocks already run it
-        // on the blocking pool ([`crate::collector::blocking`]). A future that
-        // panics is caught on its own and never polled again, so the others
-        // go on as they would in tasks of their own.
+        // (docs/performance.md, "Collectors are polled in the scrape's task").
+        // Collectors whose work blocks already run it on the blocking pool
+        // ([`crate::collector::blocking`]). A future that panics is caught on
+        // its own and never polled again, so the others go on as they would
+        // in tasks of their own.
         //
         // They all start together, so one deadline serves them all: a
         // collector still running at the deadline gets a timeout and only it
-        // loses its series. The timer is made only if a collector has to
-        // wait; most finish on their first poll.
+        // loses its series (docs/performance.md, "One scrape deadline"). The
+        // timer is made only if a collector has to wait; most finish on their
+        // first poll.
         let start = Instant::now();
         let mut runs: Vec<_> = self
             .entries

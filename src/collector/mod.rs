@@ -116,7 +116,8 @@ where
 /// Runs synchronous collection work that cannot block (a system call that
 /// never sleeps, the vDSO clock) in the scrape's own task. A timeout has
 /// nothing to abandon there, and the hand-off to the blocking pool and back
-/// would cost several times the work itself (docs/performance.md).
+/// would cost several times the work itself (docs/performance.md, "Work that
+/// cannot block runs in the scrape's task").
 pub fn nonblocking<F>(f: F) -> BoxFuture<Collected>
 where
     F: FnOnce() -> Collected + Send + 'static,

@@ -120,8 +120,8 @@ pub(crate) use metrics;
 /// One label value. A scrape builds a few hundred of them, most of them
 /// known before it starts (flag and state names, collector names, facts read
 /// at start), so a value is borrowed or shared where it can be and allocated
-/// only when it is new (docs/performance.md: allocations were a quarter of a
-/// scrape's CPU).
+/// only when it is new: allocations were a quarter of a scrape's CPU
+/// (docs/performance.md, "Label values and samples avoid allocation").
 #[derive(Debug, Clone)]
 pub enum LabelValue {
     /// A value fixed at compile time.

@@ -210,7 +210,8 @@ struct Clocksource {
     /// Its clocksource and PTP attributes are generated in the kernel under a
     /// mutex held for microseconds and never wait on a disk or a network, so
     /// they are read in the scrape's own task: the hand-off to the blocking
-    /// pool and back cost a third of a scrape's CPU (docs/performance.md).
+    /// pool and back cost a third of a scrape's CPU (docs/performance.md,
+    /// "A real sysfs is read in the scrape's task").
     /// Any other root (a copy, a network or FUSE mount that may stall) is
     /// read on the blocking pool, where the scrape timeout can abandon it.
     /// `Some` for a real sysfs, whose attribute files are also kept open.
