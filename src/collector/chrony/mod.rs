@@ -146,7 +146,7 @@ impl Adapter for Chrony {
         memory: &mut Memory,
     ) -> Result<Reading, QueryError> {
         let mut reading = Reading::default();
-        let conn = self.connect(depth, &mut reading.problems).await?;
+        let conn = self.connect(&mut reading.problems).await?;
         let mut client = Client::new(&conn, sequences, self.timeout);
         let tracking = client
             .tracking()
@@ -211,18 +211,14 @@ impl Chrony {
 
     /// Connects on the socket when configured, else (or when the socket
     /// cannot be used, which is recorded as a problem) over UDP. A probe
-    /// does not fall back: it asks whether the configured endpoint answers.
-    async fn connect(
-        &self,
-        depth: Depth,
-        problems: &mut Vec<CollectError>,
-    ) -> Result<Connection, QueryError> {
+    /// takes the same way as a full query, so that a chronyd a scrape would
+    /// read over the fallback is also found by the probe.
+    async fn connect(&self, problems: &mut Vec<CollectError>) -> Result<Connection, QueryError> {
         let opened = |e: TransportError| RequestError::from(e).into_query_error();
         if let Some(path) = &self.socket {
             match Connection::open(&Endpoint::Unix(path.clone())).await {
                 Ok(c) => return Ok(c),
                 Err(e @ TransportError::Absent(_)) => return Err(opened(e)),
-                Err(e) if depth == Depth::Probe => return Err(opened(e)),
                 Err(e) => problems.push(CollectError::Io(format!(
                     "{e}; falling back to UDP {} for the open commands",
                     self.udp
