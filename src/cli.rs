@@ -58,7 +58,7 @@ pub struct Cli {
     #[arg(long = "web.max-requests", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_requests: u32,
 
-    /// Open connections at once; the accept loop waits for one to close beyond this.
+    /// Open connections at once; at the limit the oldest connection without a request in flight (idle, or still sending its headers) is closed to make room for a new one.
     #[arg(long = "web.max-connections", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 

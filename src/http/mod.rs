@@ -1,6 +1,7 @@
 //! The HTTP server: `/` (landing page), the telemetry path, 404 elsewhere,
 //! 405 for methods other than GET and HEAD. Bounded everywhere: concurrent
-//! scrapes (503 beyond), open connections, header size, header-read time.
+//! scrapes (503 beyond), open connections (the oldest idle one shed for a
+//! newcomer, [`connections`]), header size, header-read time.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -20,10 +21,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::metrics;
 use crate::scrape::{Scraper, VERSION};
+use connections::{Admission, Held, Table};
+
+mod connections;
 
 /// The server's limits and paths.
 #[derive(Debug, Clone)]
@@ -32,7 +36,8 @@ pub struct WebConfig {
     pub telemetry_path: String,
     /// Concurrent scrapes.
     pub max_requests: usize,
-    /// Open connections.
+    /// Open connections; at the limit the oldest idle one is closed to make
+    /// room for a new one.
     pub max_connections: usize,
     /// hyper's header read timeout, which also ends idle keep-alive connections.
     pub read_header_timeout: Duration,
@@ -105,11 +110,11 @@ pub fn raise_nofile_limit() {
 /// Serves until `shutdown` completes, then stops accepting and gives
 /// in-flight connections `shutdown_grace` to finish.
 pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let connections = Arc::new(Semaphore::new(app.cfg.max_connections));
-    let (tx, mut rx) = mpsc::channel::<(TcpStream, OwnedSemaphorePermit)>(64);
+    let table = Table::new(app.cfg.max_connections);
+    let (tx, mut rx) = mpsc::channel::<TcpStream>(64);
     let mut acceptors = tokio::task::JoinSet::new();
     for l in listeners {
-        acceptors.spawn(accept_loop(l, connections.clone(), tx.clone()));
+        acceptors.spawn(accept_loop(l, tx.clone()));
     }
     drop(tx);
 
@@ -125,16 +130,46 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
         tokio::select! {
             () = &mut shutdown => break,
             next = rx.recv() => {
-                let Some((stream, permit)) = next else { break };
+                let Some(stream) = next else { break };
+                let entry = match table.admit() {
+                    Admission::Admitted(e) => e,
+                    Admission::AdmittedShedding(e) => {
+                        tracing::debug!(
+                            open = table.len(),
+                            shed_total = table.shed_total(),
+                            "--web.max-connections reached: closed the oldest idle connection"
+                        );
+                        e
+                    }
+                    Admission::Refused => {
+                        tracing::debug!("--web.max-connections reached and every connection is serving a request: refused one");
+                        continue;
+                    }
+                };
+                let entry = Arc::new(entry);
                 let app = app.clone();
-                let svc = service_fn(move |req: Request<Incoming>| handle(app.clone(), req));
+                let requests = entry.clone();
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let busy = requests.busy();
+                    let app = app.clone();
+                    async move {
+                        let resp = handle(app, req).await?;
+                        Ok::<_, Infallible>(resp.map(|body| Held::new(body, busy)))
+                    }
+                });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
                 let watched = graceful.watch(conn);
                 tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    tokio::select! {
+                        ended = watched => {
+                            if let Err(e) = ended {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        }
+                        // Shed to make room for a newer connection: dropping
+                        // the connection closes it.
+                        () = entry.shed() => {}
                     }
-                    drop(permit);
                 });
             }
         }
@@ -149,24 +184,17 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    connections: Arc<Semaphore>,
-    tx: mpsc::Sender<(TcpStream, OwnedSemaphorePermit)>,
-) {
+/// Accepts connections as they come. The table decides what to keep: at
+/// the limit it sheds an idle connection rather than leaving new ones in
+/// the kernel's backlog (see [`connections`]).
+async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<TcpStream>) {
     let mut backoff = Duration::from_millis(5);
     loop {
-        // Wait for a free connection slot before accepting: beyond the cap,
-        // new connections wait in the kernel's backlog instead of using a
-        // file descriptor each.
-        let Ok(permit) = connections.clone().acquire_owned().await else {
-            return;
-        };
         match listener.accept().await {
             Ok((stream, _)) => {
                 backoff = Duration::from_millis(5);
                 let _ = stream.set_nodelay(true);
-                if tx.send((stream, permit)).await.is_err() {
+                if tx.send(stream).await.is_err() {
                     return;
                 }
             }
