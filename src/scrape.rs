@@ -9,7 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use futures_util::future::maybe_done;
+use futures_util::future::{WeakShared, maybe_done};
 use tokio::time::{Instant, Sleep};
 
 use crate::collector::{BoxFuture, CollectError, Collected, Collector, Context, REGISTRY};
@@ -90,6 +90,9 @@ impl Entry {
     }
 }
 
+/// One collection's families, as concurrent scrapes share them.
+type Collection = BoxFuture<Arc<Vec<Family>>>;
+
 /// Runs scrapes.
 #[derive(Debug)]
 pub struct Scraper {
@@ -99,6 +102,8 @@ pub struct Scraper {
     last: Mutex<Vec<Option<Status>>>,
     /// `clock_exporter_build_info`, the same in every scrape.
     build_info: Kept,
+    /// The collection in flight, which concurrent scrapes join.
+    in_flight: Mutex<Option<WeakShared<Collection>>>,
 }
 
 impl Scraper {
@@ -126,6 +131,7 @@ impl Scraper {
             entries,
             timeout,
             build_info: Kept::new([BUILD_INFO.family().with(labels![VERSION, REVISION], 1.0)]),
+            in_flight: Mutex::new(None),
         }
     }
 
@@ -144,9 +150,55 @@ impl Scraper {
             .collect()
     }
 
+    /// One scrape's families: the collection in flight, if a concurrent
+    /// scrape started one, or a new one that later scrapes may join.
+    ///
+    /// Each collection queries the daemons once; without sharing, scrapes
+    /// arriving together each ran their own, queued behind one another on
+    /// the daemons' locks, so that one client scraping in a loop held every
+    /// `--web.max-requests` permit and a legitimate scraper got 503 or waited
+    /// for the scrape timeout. A joined collection is one that started at
+    /// most one collection ago, as fresh as a scrape of its own would be. It
+    /// keeps running while any scrape waits for it; when every one of them
+    /// has gone, the next scrape starts afresh.
+    pub async fn scrape(self: &Arc<Self>) -> Vec<Family> {
+        let shared = {
+            let mut slot = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(joined) = slot.as_ref().and_then(WeakShared::upgrade) {
+                joined
+            } else {
+                let me = Arc::clone(self);
+                let collection: Collection = Box::pin(async move { Arc::new(me.collect().await) });
+                let shared = collection.shared();
+                *slot = shared.downgrade();
+                shared
+            }
+        };
+        let families = shared.clone().await;
+        {
+            let mut slot = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if slot
+                .as_ref()
+                .and_then(WeakShared::upgrade)
+                .is_some_and(|s| s.ptr_eq(&shared))
+            {
+                *slot = None;
+            }
+        }
+        drop(shared);
+        // Alone, the families are this scrape's own; shared, a copy.
+        Arc::try_unwrap(families).unwrap_or_else(|shared| (*shared).clone())
+    }
+
     /// Runs every collector concurrently, each under the timeout, and returns
     /// the merged families followed by the exporter's own.
-    pub async fn scrape(&self) -> Vec<Family> {
+    async fn collect(&self) -> Vec<Family> {
         // The futures are polled together in this task, not spawned one task
         // each: spawning wakes the runtime's other worker to steal the task,
         // and that hand-off costs more than most collectors' own work
@@ -375,13 +427,13 @@ mod tests {
     #[cfg(debug_assertions)]
     #[tokio::test]
     async fn a_family_the_collector_does_not_declare_fails_it_in_debug_builds() {
-        let s = Scraper::new(
+        let s = Arc::new(Scraper::new(
             vec![
                 Entry::new("declares", DECLARES, Arc::new(Fixed(1.0))),
                 Entry::new("does-not", &[], Arc::new(Fixed(2.0))),
             ],
             Duration::from_secs(1),
-        );
+        ));
         let fams = s.scrape().await;
         assert_eq!(value(&fams, &SUCCESS, "declares"), 1.0);
         assert_eq!(value(&fams, &SUCCESS, "does-not"), 0.0);
@@ -392,9 +444,78 @@ mod tests {
         );
     }
 
+    /// Counts its collections; each takes `delay`.
+    struct Counting {
+        delay: Duration,
+        runs: std::sync::atomic::AtomicU32,
+    }
+
+    impl Collector for Counting {
+        fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
+            Box::pin(async move {
+                let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                tokio::time::sleep(self.delay).await;
+                Collected {
+                    families: vec![X.single(f64::from(n))],
+                    errors: vec![],
+                }
+            })
+        }
+    }
+
+    fn counting(delay: Duration) -> (Arc<Scraper>, Arc<Counting>) {
+        let c = Arc::new(Counting {
+            delay,
+            runs: std::sync::atomic::AtomicU32::new(0),
+        });
+        let s = Arc::new(Scraper::new(
+            vec![Entry::new("counting", DECLARES, c.clone())],
+            Duration::from_secs(5),
+        ));
+        (s, c)
+    }
+
+    fn x(fams: &[Family]) -> f64 {
+        crate::metrics::find(fams, &X).expect("x").samples[0].value
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_scrapes_share_one_collection() {
+        let (s, c) = counting(Duration::from_millis(100));
+        let scrapes: Vec<_> = (0..10)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.scrape().await })
+            })
+            .collect();
+        for scrape in scrapes {
+            assert_eq!(x(&scrape.await.expect("join")), 1.0, "all joined the first");
+        }
+        assert_eq!(c.runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // The next scrape after it collects anew.
+        assert_eq!(x(&s.scrape().await), 2.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_collection_nobody_waits_for_any_more_is_not_joined() {
+        let (s, c) = counting(Duration::from_secs(2));
+        // Abandoned by its only scrape (a client that went away).
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), s.scrape())
+                .await
+                .is_err()
+        );
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // Started afresh, with a deadline of its own: no collector timed out.
+        let fams = s.scrape().await;
+        assert_eq!(x(&fams), 2.0);
+        assert_eq!(value(&fams, &SUCCESS, "counting"), 1.0);
+        assert_eq!(c.runs.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn slow_and_panicking_collectors_cost_only_their_own_series() {
-        let s = Scraper::new(
+        let s = Arc::new(Scraper::new(
             vec![
                 Entry::new("fixed", DECLARES, Arc::new(Fixed(7.0))),
                 Entry::new("slow", &[], Arc::new(Sleeps(Duration::from_secs(3600)))),
@@ -403,7 +524,7 @@ mod tests {
                 Entry::new("late", &[], Arc::new(Sleeps(Duration::from_millis(50)))),
             ],
             Duration::from_millis(200),
-        );
+        ));
         let fams = s.scrape().await;
         let x = crate::metrics::find(&fams, &X).expect("x");
         assert_eq!(x.samples[0].value, 7.0);

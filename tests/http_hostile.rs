@@ -390,6 +390,87 @@ async fn a_flood_of_idle_connections_beyond_the_default_limit_denies_no_scrape()
     drop(flood);
 }
 
+/// A collector whose collections take turns, as a daemon collector's do
+/// (one query at a time, on the daemon's lock), each `delay` long.
+struct Serialized {
+    delay: Duration,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Collector for Serialized {
+    fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
+        Box::pin(async move {
+            let _turn = self.turn.lock().await;
+            tokio::time::sleep(self.delay).await;
+            Collected {
+                families: vec![SLOW_VALUE.single(1.0)],
+                errors: vec![],
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_scraping_in_a_loop_does_not_starve_another() {
+    // A daemon that answers in 100 ms, and the default limits.
+    let collector = Arc::new(Serialized {
+        delay: Duration::from_millis(100),
+        turn: tokio::sync::Mutex::new(()),
+    });
+    let scraper = Arc::new(Scraper::new(
+        vec![Entry::new("serialized", DECLARED, collector)],
+        Duration::from_secs(5),
+    ));
+    let app = App::new(
+        scraper,
+        WebConfig {
+            telemetry_path: "/metrics".into(),
+            max_requests: 40,
+            max_connections: 1024,
+            read_header_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+        },
+    );
+    let listeners = http::bind(&["127.0.0.1:0".parse().expect("addr")])
+        .await
+        .expect("bind");
+    let addr = listeners[0].local_addr().expect("local addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listeners, app, async {
+        let _ = stopped.await;
+    }));
+    // The hammering client: 30 connections scraping back to back.
+    let hammering = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hammers: Vec<_> = (0..30)
+        .map(|_| {
+            let on = hammering.clone();
+            tokio::task::spawn_blocking(move || {
+                while on.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = raw(addr, b"GET /metrics HTTP/1.0\r\n\r\n");
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The legitimate scraper, beside it: every scrape answered, none waiting
+    // for more than a couple of collections (it queued behind all thirty).
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let resp = get(addr, "/metrics").await;
+        assert_eq!(status(&resp), 200, "{resp}");
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    hammering.store(false, std::sync::atomic::Ordering::Relaxed);
+    for h in hammers {
+        h.await.expect("join");
+    }
+    assert!(slowest < Duration::from_millis(700), "{slowest:?}");
+    let _ = stop.send(());
+    server.await.expect("server");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_the_scrape_in_flight_finish() {
     let mut s = server(Duration::from_millis(800), 4, 64, Duration::from_secs(5)).await;
