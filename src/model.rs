@@ -365,6 +365,33 @@ impl DaemonReport {
     }
 }
 
+/// The `peer` labels of one daemon's report, made unique: the first peer
+/// with a label keeps it, and a later one with the same label gets `#2`,
+/// `#3`, … (as chronyc names unresolved sources `ID#…`). Labels can repeat:
+/// two chrony sources on one address at different ports (cmdmon does not
+/// say the port), a refclock and the local clock both named `LOCL`, two
+/// ntpd refclocks with one refid. Without this, each of their series would
+/// appear twice, and Prometheus drops the second silently.
+#[derive(Debug, Default)]
+pub struct PeerLabels(std::collections::HashSet<String>);
+
+impl PeerLabels {
+    /// `label`, or the first of `label#2`, `label#3`, … not taken yet.
+    pub fn unique(&mut self, label: String) -> String {
+        if !self.0.contains(&label) {
+            self.0.insert(label.clone());
+            return label;
+        }
+        // At most one more candidate than labels taken: one of them is free.
+        let made = (2..=self.0.len() + 2)
+            .map(|n| format!("{label}#{n}"))
+            .find(|l| !self.0.contains(l))
+            .unwrap_or_default();
+        self.0.insert(made.clone());
+        made
+    }
+}
+
 /// The share of the last eight polls answered, from an 8-bit reach register.
 pub fn reachability(reach: u8) -> f64 {
     f64::from(reach.count_ones()) / 8.0
@@ -438,6 +465,18 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn repeated_peer_labels_are_numbered() {
+        let mut l = PeerLabels::default();
+        assert_eq!(l.unique("192.0.2.1".into()), "192.0.2.1");
+        assert_eq!(l.unique("LOCL".into()), "LOCL");
+        assert_eq!(l.unique("192.0.2.1".into()), "192.0.2.1#2");
+        assert_eq!(l.unique("192.0.2.1".into()), "192.0.2.1#3");
+        // A label that already looks numbered is not taken twice either.
+        assert_eq!(l.unique("LOCL#2".into()), "LOCL#2");
+        assert_eq!(l.unique("LOCL".into()), "LOCL#3");
     }
 
     #[test]

@@ -277,6 +277,21 @@ impl Scraper {
                     "emitted {name}, which the collector does not declare (a bug)"
                 )));
             }
+            // No input may make the exposition invalid: a series repeated
+            // (two peers with one label, say) is dropped, and the collector
+            // fails, naming it. Kept families were checked when kept; a
+            // collector's families of one descriptor are merged first, so a
+            // series repeated across them shows too.
+            c.families = crate::metrics::merge(std::mem::take(&mut c.families));
+            for f in c.families.iter_mut().filter(|f| !f.is_kept()) {
+                let dropped = f.drop_duplicates();
+                if dropped > 0 {
+                    c.errors.push(CollectError::Protocol(format!(
+                        "dropped {dropped} duplicate series of {} (a bug)",
+                        f.desc.name
+                    )));
+                }
+            }
             let ok = !c.errors.iter().any(CollectError::is_failure);
             self.record(index, ok, d, &c.errors);
             success.push(labels![e.name], f64::from(u8::from(ok)));
@@ -441,6 +456,41 @@ mod tests {
         assert_eq!(
             st[1].1.as_ref().map(|s| s.message.as_str()),
             Some("protocol: emitted clock_test_x, which the collector does not declare (a bug)")
+        );
+    }
+
+    /// Emits one series three times.
+    struct Repeats;
+    impl Collector for Repeats {
+        fn collect(self: Arc<Self>) -> BoxFuture<Collected> {
+            Box::pin(async move {
+                Collected {
+                    families: vec![
+                        X.single(1.0),
+                        crate::metrics::merge(vec![X.single(2.0), X.single(3.0)]).remove(0),
+                    ],
+                    errors: vec![],
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_series_is_dropped_and_fails_its_collector() {
+        let s = Arc::new(Scraper::new(
+            vec![Entry::new("repeats", DECLARES, Arc::new(Repeats))],
+            Duration::from_secs(1),
+        ));
+        let fams = s.scrape().await;
+        crate::metrics::assert_no_duplicate_series(&fams);
+        let x = crate::metrics::find(&fams, &X).expect("x");
+        assert_eq!(x.samples.len(), 1, "{x:?}");
+        assert_eq!(x.samples[0].value, 1.0, "the first is kept");
+        assert_eq!(value(&fams, &SUCCESS, "repeats"), 0.0);
+        let st = s.statuses();
+        assert_eq!(
+            st[0].1.as_ref().map(|s| s.message.as_str()),
+            Some("protocol: dropped 2 duplicate series of clock_test_x (a bug)")
         );
     }
 

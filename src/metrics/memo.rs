@@ -33,9 +33,25 @@ use super::{Family, Format, Sample, encode};
 pub struct Kept(Vec<Family>);
 
 impl Kept {
-    /// Keeps `families`.
+    /// Keeps `families`, without a series twice (checked here, once, so
+    /// that scrapes need not check them again).
     pub fn new(families: impl IntoIterator<Item = Family>) -> Kept {
-        Kept(families.into_iter().map(Family::into_shared).collect())
+        Kept(
+            families
+                .into_iter()
+                .map(|mut f| {
+                    let dropped = f.drop_duplicates();
+                    if dropped > 0 {
+                        tracing::error!(
+                            family = f.desc.name,
+                            dropped,
+                            "dropped duplicate series of a kept family (a bug)"
+                        );
+                    }
+                    f.into_shared()
+                })
+                .collect(),
+        )
     }
 
     /// A copy of the kept families, to hand out in a scrape.

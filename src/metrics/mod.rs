@@ -351,6 +351,53 @@ impl Family {
         self
     }
 
+    /// Whether two samples carry the same label values: the same series
+    /// twice, which Prometheus would silently take only once of.
+    pub fn has_duplicates(&self) -> bool {
+        let samples: &[Sample] = &self.samples;
+        if samples.len() < 2 {
+            return false;
+        }
+        if samples.len() <= 32 {
+            return samples.iter().enumerate().any(|(i, a)| {
+                samples[i + 1..]
+                    .iter()
+                    .any(|b| a.label_values == b.label_values)
+            });
+        }
+        let mut keys: Vec<&[LabelValue]> = samples.iter().map(|s| &s.label_values[..]).collect();
+        keys.sort_unstable_by(|a, b| {
+            a.iter()
+                .map(LabelValue::as_str)
+                .cmp(b.iter().map(LabelValue::as_str))
+        });
+        keys.windows(2).any(|w| w[0] == w[1])
+    }
+
+    /// Drops every sample whose label values repeat an earlier one's, and
+    /// says how many went: no input may make the exposition invalid.
+    pub fn drop_duplicates(&mut self) -> usize {
+        if !self.has_duplicates() {
+            return 0;
+        }
+        let samples = self.samples.to_mut();
+        let before = samples.len();
+        let mut kept: Vec<Sample> = Vec::with_capacity(before);
+        for s in samples.drain(..) {
+            if !kept.iter().any(|k| k.label_values == s.label_values) {
+                kept.push(s);
+            }
+        }
+        samples.extend(kept);
+        before - samples.len()
+    }
+
+    /// Whether the samples are shared with a family kept between scrapes
+    /// (checked when they were kept).
+    pub(crate) fn is_kept(&self) -> bool {
+        matches!(self.samples.0, Repr::Shared(_))
+    }
+
     /// Adds one sample with a builder-style call.
     #[must_use]
     pub fn with(mut self, label_values: LabelValues, value: f64) -> Self {
@@ -401,6 +448,27 @@ pub fn merge(families: Vec<Family>) -> Vec<Family> {
     out
 }
 
+/// Asserts that no family repeats a series: the property every collector's
+/// tests (and fuzz targets) check of what it emits.
+#[cfg(test)]
+pub fn assert_no_duplicate_series(families: &[Family]) {
+    for f in families {
+        assert!(
+            !f.has_duplicates(),
+            "{} repeats a series: {:?}",
+            f.desc.name,
+            f.samples
+                .iter()
+                .map(|s| s
+                    .label_values
+                    .iter()
+                    .map(LabelValue::as_str)
+                    .collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
 /// Test descriptors and families shared by this module's tests.
 #[cfg(test)]
 pub(crate) mod test_families {
@@ -426,7 +494,33 @@ pub(crate) mod test_families {
 
 #[cfg(test)]
 mod tests {
+    use super::test_families::G;
     use super::*;
+
+    #[test]
+    fn duplicate_series_are_found_and_dropped_keeping_the_first() {
+        let mut small = G
+            .family()
+            .with(labels!["a"], 1.0)
+            .with(labels!["b"], 2.0)
+            .with(labels![String::from("a")], 3.0);
+        assert!(small.has_duplicates());
+        assert_eq!(small.drop_duplicates(), 1);
+        assert_eq!(small.samples.len(), 2);
+        assert_eq!(small.value(&["a"]), Some(1.0));
+        assert!(!small.has_duplicates());
+        assert_eq!(small.drop_duplicates(), 0);
+        // Many samples take the sorting path.
+        let mut big = G.family();
+        for i in 0..100 {
+            big.push(labels![format!("p{}", i % 60)], f64::from(i));
+        }
+        assert!(big.has_duplicates());
+        assert_eq!(big.drop_duplicates(), 40);
+        assert!(!big.has_duplicates());
+        let unique = (0..100).fold(G.family(), |f, i| f.with(labels![format!("p{i}")], 1.0));
+        assert!(!unique.has_duplicates());
+    }
 
     #[test]
     fn label_values_compare_by_text_whatever_they_hold() {

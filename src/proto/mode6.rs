@@ -33,7 +33,7 @@ use std::fmt;
 pub use reassembly::{Progress, Reassembler, ReassemblyError, Response};
 pub use variables::{
     Log2Seconds, Millis, PeerCounters, PeerReading, PeerVariables, Ppm, Reach, SystemStats,
-    SystemVariables, Variables, canonical_ip,
+    SystemVariables, Variables, canonical_ip, ip_scope,
 };
 
 /// The header length.

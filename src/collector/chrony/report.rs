@@ -13,7 +13,9 @@ use std::net::IpAddr;
 
 use super::counters::Counts;
 use crate::metrics::{Desc, Family, labels, metrics};
-use crate::model::{Daemon, DaemonReport, Peer, PeerKind, PeerState, SyncStatus, reachability};
+use crate::model::{
+    Daemon, DaemonReport, Peer, PeerKind, PeerLabels, PeerState, SyncStatus, reachability,
+};
 use crate::proto::cmdmon::{
     Address, NtpData, ServerStats, SourceData, SourceMode, SourceState, SourceStats, Tracking,
     refid_text,
@@ -262,7 +264,11 @@ pub fn report(s: &Snapshot) -> (DaemonReport, Vec<Family>) {
         sync_status(t)
     });
     let correction = s.tracking.map_or(0.0, |t| t.current_correction);
-    let (mut p, peer_extras) = sources(s, correction);
+    let mut labels = PeerLabels::default();
+    for p in &mut peers {
+        p.address = labels.unique(std::mem::take(&mut p.address));
+    }
+    let (mut p, peer_extras) = sources(s, correction, &mut labels);
     peers.append(&mut p);
     extras.extend(peer_extras);
     if let Some((raw, counts)) = &s.server {
@@ -334,7 +340,7 @@ fn local_clock(t: &Tracking) -> Option<Peer> {
 /// offset from the *system clock*, the contract of `clock_peer_offset_seconds`,
 /// is therefore the adjusted measurement moved by that correction:
 /// `current_correction − latest_meas`.
-fn sources(s: &Snapshot, correction: f64) -> (Vec<Peer>, Vec<Family>) {
+fn sources(s: &Snapshot, correction: f64, labels: &mut PeerLabels) -> (Vec<Peer>, Vec<Family>) {
     let stats: HashMap<SourceKey, &SourceStats> = s
         .stats
         .iter()
@@ -354,6 +360,8 @@ fn sources(s: &Snapshot, correction: f64) -> (Vec<Peer>, Vec<Family>) {
             SourceKey::Ip(ip) if sd.mode == SourceMode::Peer => (ip.to_string(), PeerKind::Peer),
             SourceKey::Ip(ip) => (ip.to_string(), PeerKind::Server),
         };
+        let refclock_refid = (kind == PeerKind::Refclock).then(|| label.clone());
+        let label = labels.unique(label);
         let st = stats.get(&key).copied();
         let nd = match key {
             SourceKey::Ip(ip) => ntp.get(&ip).copied(),
@@ -398,8 +406,8 @@ fn sources(s: &Snapshot, correction: f64) -> (Vec<Peer>, Vec<Family>) {
             );
             extra(&PEER_LEAP, Some(f64::from(n.leap)));
         }
-        let refid = match (kind, nd) {
-            (PeerKind::Refclock, _) => label.clone(),
+        let refid = match (refclock_refid, nd) {
+            (Some(refid), _) => refid,
             (_, Some(n)) => crate::proto::ntp::RefId(n.ref_id.to_be_bytes()).text(n.stratum),
             _ => String::new(),
         };

@@ -101,6 +101,8 @@ fn captured_sources_map_onto_the_peer_series_with_theta_signs() {
     let (shared, extras) = report(&captured_snapshot());
     crate::collector::assert_declared(&super::REGISTRATION, &shared.families());
     crate::collector::assert_declared(&super::REGISTRATION, &extras);
+    crate::metrics::assert_no_duplicate_series(&shared.families());
+    crate::metrics::assert_no_duplicate_series(&extras);
     // Sources: the skewed server is ahead (+11.5 s) and a falseticker.
     let skewed = ["chronyd", "192.0.2.12"];
     // Peer minus system clock: chronyd's adjusted measurement moved by the
@@ -189,16 +191,21 @@ fn captured_sources_map_onto_the_peer_series_with_theta_signs() {
     assert!(find(&extras, &SERVER_TIMESTAMPS).is_none());
 }
 
-#[test]
-fn a_server_on_its_local_clock_has_a_local_peer() {
-    let local = captured::all()
+/// The captured TRACKING of a chronyd on its `local` clock.
+fn captured_local_tracking() -> crate::proto::cmdmon::Tracking {
+    captured::all()
         .into_iter()
         .filter(|(r, ..)| *r == Request::Tracking)
         .find_map(|(r, q, p)| match captured::decode(r, (q, p)) {
             Ok(Reply::Tracking(t)) if t.ref_id == LOCAL_REFERENCE_ID => Some(t),
             _ => None,
         })
-        .expect("local tracking");
+        .expect("local tracking")
+}
+
+#[test]
+fn a_server_on_its_local_clock_has_a_local_peer() {
+    let local = captured_local_tracking();
     let (r, _) = report(&Snapshot {
         tracking: Some(local),
         ..Snapshot::default()
@@ -215,5 +222,48 @@ fn a_server_on_its_local_clock_has_a_local_peer() {
     assert_eq!(
         find(&f, &model::PEER_STATE).and_then(|x| x.value(&["chronyd", "LOCL", "selected"])),
         Some(1.0)
+    );
+}
+
+#[test]
+fn sources_that_share_a_label_are_numbered_so_no_series_repeats() {
+    let local = captured_local_tracking();
+    // A refclock whose refid is also LOCL, beside chronyd's local clock.
+    let refclock = SourceData {
+        mode: SourceMode::Reference,
+        address: Address::Inet4(std::net::Ipv4Addr::from(u32::from_be_bytes(*b"LOCL"))),
+        ..source(SourceState::Unselected, 0o377)
+    };
+    let snapshot = Snapshot {
+        tracking: Some(local),
+        // One address twice: two servers on one host at different ports,
+        // which cmdmon's SOURCE_DATA cannot tell apart.
+        sources: vec![
+            source(SourceState::Selected, 0o377),
+            source(SourceState::Unselected, 0o377),
+            refclock,
+        ],
+        ..Snapshot::default()
+    };
+    let (r, extras) = report(&snapshot);
+    let labels: Vec<(&str, &str)> = r
+        .peers
+        .iter()
+        .map(|p| (p.address.as_str(), p.refid.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("LOCL", "LOCL"),
+            ("192.0.2.11", ""),
+            ("192.0.2.11#2", ""),
+            ("LOCL#2", "LOCL"),
+        ]
+    );
+    crate::metrics::assert_no_duplicate_series(&r.families());
+    crate::metrics::assert_no_duplicate_series(&extras);
+    assert_eq!(
+        find(&extras, &PEER_ADJUSTED_OFFSET).and_then(|x| x.value(&["192.0.2.11#2"])),
+        Some(11.5)
     );
 }

@@ -341,6 +341,7 @@ mod tests {
             let held = Clocksource::new(&roots, read_static(&roots, false), true);
             assert!(held.sysfs.is_some() && plain.sysfs.is_none());
             let want = scrape(&plain);
+            crate::metrics::assert_no_duplicate_series(&want);
             assert!(
                 crate::metrics::find(&want, &CURRENT).is_some_and(|f| f.samples.len() == 1),
                 "{name}: {want:?}"

@@ -59,8 +59,18 @@ impl DevicePaths {
     }
 
     /// Checks the two attributes' text and makes the device of them.
-    fn parse(&self, current: &str, available: &str) -> Result<ClocksourceDevice, fs::FileError> {
-        let available: Vec<String> = available.split_whitespace().map(str::to_owned).collect();
+    fn parse(
+        &self,
+        current: &str,
+        available_text: &str,
+    ) -> Result<ClocksourceDevice, fs::FileError> {
+        // A name listed twice is one clocksource: one series for it.
+        let mut available: Vec<String> = Vec::new();
+        for name in available_text.split_whitespace() {
+            if !available.iter().any(|a| a == name) {
+                available.push(name.to_owned());
+            }
+        }
         if !is_clocksource_name(current) {
             return Err(garbage(&self.current));
         }
@@ -276,6 +286,17 @@ mod tests {
         sys.write(CURRENT_PATH, "acpi_pm\n");
         let recovered = state.clocksource_families(&roots).expect("recovered");
         assert_eq!(current_of(&recovered), ["acpi_pm"]);
+        // A name listed twice is one clocksource, one series.
+        sys.write(AVAILABLE_PATH, "tsc acpi_pm tsc hpet acpi_pm\n");
+        let repeated = state.clocksource_families(&roots).expect("repeated");
+        let available = crate::metrics::find(&repeated, &AVAILABLE).expect("available");
+        let names: Vec<&str> = available
+            .samples
+            .iter()
+            .map(|s| s.label_values[1].as_str())
+            .collect();
+        assert_eq!(names, ["tsc", "acpi_pm", "hpet"]);
+        crate::metrics::assert_no_duplicate_series(&repeated);
         // The files are held open: a regular file's text is read anew too.
         sys.write(AVAILABLE_PATH, "acpi_pm\n");
         let fewer = state.clocksource_families(&roots).expect("fewer");

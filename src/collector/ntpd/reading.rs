@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use super::served::{Sample, SystemCounts};
 use super::{CONTROL_REQUESTS, INFO, PEER_HOST_MODE, PEER_REACH_REGISTER, PEER_SELECTION_CODE};
 use crate::metrics::{Family, labels};
-use crate::model::{Daemon, DaemonReport, Peer, PeerKind, PeerState, SyncStatus};
+use crate::model::{Daemon, DaemonReport, Peer, PeerKind, PeerLabels, PeerState, SyncStatus};
 use crate::proto::mode6::{
     self, AssocId, PeerCounters, PeerReading, PeerVariables, Selection, SystemStats, SystemStatus,
     SystemVariables,
@@ -78,6 +78,10 @@ fn convert_peer(p: &PeerReading) -> Option<(Peer, NtpdPeerFacts)> {
     };
     let label = if (refclock || kind == PeerKind::Local) && !refid.is_empty() {
         refid.clone()
+    } else if let Some(scope) = &v.scope {
+        // Link-local peers on two interfaces share the address; the zone
+        // tells them apart, as ntpq prints it.
+        format!("{address}%{scope}")
     } else {
         address.to_string()
     };
@@ -117,20 +121,22 @@ struct NtpdPeerFacts {
 
 impl Reading {
     fn peers(&self) -> Vec<(Peer, NtpdPeerFacts, AssocId)> {
-        let mut used = HashSet::new();
+        let mut labels = PeerLabels::default();
+        let mut refids = HashSet::new();
         let mut out = Vec::new();
         for p in &self.peers {
             let Some((mut peer, facts)) = convert_peer(p) else {
                 continue;
             };
-            // Two refclocks with the same refid: the second keeps its
-            // pseudo-address, so labels stay unique.
-            if !used.insert(peer.address.clone())
+            // Two refclocks with the same refid: the second is labelled by
+            // its pseudo-address instead, as ntpq -pn shows it.
+            if peer.kind == PeerKind::Refclock
+                && !refids.insert(peer.address.clone())
                 && let Some(a) = p.variables.address
             {
                 peer.address = a.to_string();
-                used.insert(peer.address.clone());
             }
+            peer.address = labels.unique(peer.address);
             out.push((peer, facts, p.assoc_id));
         }
         out

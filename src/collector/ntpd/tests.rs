@@ -222,6 +222,7 @@ fn captured_ntpd_families_include_ntpd_facts() {
         Some(1.0)
     );
     crate::collector::assert_declared(&REGISTRATION, &fams);
+    crate::metrics::assert_no_duplicate_series(&fams);
 }
 
 #[test]
@@ -326,6 +327,70 @@ fn peers_that_are_not_remote_servers_are_labelled_by_what_they_are() {
     assert_eq!(peers[0].offset_seconds, Some(-0.001));
     // min(hpoll 6, ppoll 10): 64 s, as ntpq's poll column.
     assert_eq!(peers[0].poll_interval_seconds, Some(64.0));
+}
+
+/// A peer's variables as parsed from what ntpd sent for `srcadr`.
+fn from_srcadr(srcadr: &str, refid: &str) -> PeerVariables {
+    let parsed = PeerVariables::from_variables(&Variables::parse(
+        format!("srcadr={srcadr},refid={refid}").as_bytes(),
+    ));
+    PeerVariables {
+        address: parsed.address,
+        scope: parsed.scope,
+        ..base([0, 0, 0, 1], refid)
+    }
+}
+
+#[test]
+fn no_two_peers_share_a_label_so_no_series_repeats() {
+    let reading = Reading {
+        peers: vec![
+            // One link-local address on two interfaces: the zone tells them apart.
+            reading_of(0x9614, from_srcadr("fe80::1%2", "192.0.2.99")),
+            reading_of(0x9414, from_srcadr("fe80::1%3", "192.0.2.99")),
+            reading_of(0x9414, from_srcadr("fe80::1%eth0", "192.0.2.99")),
+            // The same address twice (a server line and a peer line, say).
+            reading_of(0x9414, from_srcadr("192.0.2.40", "192.0.2.99")),
+            reading_of(0x9414, from_srcadr("192.0.2.40", "192.0.2.99")),
+            // Three refclocks with one refid: the pseudo-address, then a number.
+            reading_of(0x9414, base([127, 127, 28, 0], "SHM")),
+            reading_of(0x9414, base([127, 127, 28, 1], "SHM")),
+            reading_of(0x9414, base([127, 127, 28, 1], "SHM")),
+        ],
+        ..Reading::default()
+    };
+    let labels: Vec<String> = reading
+        .report(None)
+        .peers
+        .into_iter()
+        .map(|p| p.address)
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "fe80::1%2",
+            "fe80::1%3",
+            "fe80::1%eth0",
+            "192.0.2.40",
+            "192.0.2.40#2",
+            "SHM",
+            "127.127.28.1",
+            "127.127.28.1#2",
+        ]
+    );
+    let families = reading.families(None);
+    crate::metrics::assert_no_duplicate_series(&families);
+    assert_eq!(
+        value(&families, &PEER_REACH_REGISTER, &["192.0.2.40#2"]),
+        Some(255.0)
+    );
+    // A zone that is not an interface is not part of a label.
+    assert_eq!(from_srcadr("fe80::1%a b", "x").scope, None);
+    assert_eq!(
+        from_srcadr("192.0.2.1%2", "x").scope,
+        None,
+        "IPv4 has no zones"
+    );
 }
 
 #[test]

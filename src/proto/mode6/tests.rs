@@ -206,6 +206,7 @@ fn captured_skewed_peer_reassembles_and_shows_theta() {
         PeerVariables {
             address: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 13))),
             address_text: None,
+            scope: None,
             refid: Some("198.51.100.7".into()),
             host_mode: Some(3),
             stratum: Some(2),

@@ -190,8 +190,29 @@ fn push_pair(pairs: &mut Vec<(String, String)>, raw: &str, quoted: bool) {
     pairs.push((name.to_owned(), value.to_owned()));
 }
 
+/// The zone of a scoped IPv6 address as ntpd writes it (`fe80::1%2`,
+/// `fe80::1%eth0`, RFC 4007 section 11): an interface index or name, which
+/// tells two link-local peers of the same address apart. `None` without a
+/// zone, or when the zone is not a plausible interface (at most 15
+/// characters of `[A-Za-z0-9._-]`, as Linux's IFNAMSIZ allows).
+pub fn ip_scope(text: &str) -> Option<&str> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix('[')
+        .and_then(|t| t.split_once(']').map(|(a, _)| a))
+        .unwrap_or(t);
+    let (_, zone) = t.split_once('%')?;
+    (!zone.is_empty()
+        && zone.len() <= 15
+        && zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+    .then_some(zone)
+}
+
 /// An address as ntpd writes it (`socktoa()`: IPv6 possibly with `%scope`,
 /// possibly bracketed), in canonical text form: IPv6 compressed (RFC 5952).
+/// The scope is dropped here; [`ip_scope`] reads it.
 pub fn canonical_ip(text: &str) -> Option<IpAddr> {
     let t = text.trim();
     let t = t
@@ -362,6 +383,8 @@ pub struct PeerVariables {
     pub address: Option<IpAddr>,
     /// Source address as ntpd wrote it, when it is not an address.
     pub address_text: Option<String>,
+    /// The zone of a scoped IPv6 source address (`%2`, `%eth0`).
+    pub scope: Option<String>,
     /// Reference id as ntpd wrote it.
     pub refid: Option<String>,
     /// Association mode (`hmode`): 1 symmetric active, 2 symmetric passive, 3 client, ...
@@ -398,6 +421,10 @@ impl PeerVariables {
         PeerVariables {
             address,
             address_text: srcadr.filter(|_| address.is_none()).map(str::to_owned),
+            scope: srcadr
+                .filter(|_| address.is_some_and(|a| a.is_ipv6()))
+                .and_then(ip_scope)
+                .map(str::to_owned),
             refid: v.get("refid").map(str::to_owned),
             host_mode: v.byte("hmode"),
             stratum: v.byte("stratum"),
