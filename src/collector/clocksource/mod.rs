@@ -25,7 +25,7 @@ use crate::sys::fs::{self, Roots};
 
 use boot::boot_params;
 use sysfs::{SysfsState, device_families, read_clocksources, read_ptp};
-use virt::{VirtEvidence, classify, cpu_families, cpu_flags};
+use virt::{MAX_CPU_BLOCK, VirtEvidence, classify, cpu_families, cpu_flags, first_cpu_block};
 
 /// The collector's table entry.
 pub const REGISTRATION: Registration = Registration {
@@ -155,7 +155,12 @@ fn read_static(roots: &Roots, use_cpuid: bool) -> StaticFacts {
     let flags = match fs::read_text(&roots.proc("cpuinfo"), fs::DEFAULT_LIMIT) {
         Ok(text) => {
             let flags = cpu_flags(&text);
-            if flags.is_none() && cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
+            if first_cpu_block(&text).is_none() {
+                problems.push(format!(
+                    "{}: the block of the first CPU is longer than {MAX_CPU_BLOCK} bytes, which no CPU has; not parsed",
+                    roots.proc("cpuinfo").display()
+                ));
+            } else if flags.is_none() && cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
                 problems.push(format!(
                     "{}: no CPU flags found",
                     roots.proc("cpuinfo").display()

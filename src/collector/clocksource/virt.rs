@@ -153,10 +153,26 @@ pub fn classify(e: &VirtEvidence) -> Virtualization {
     }
 }
 
+/// The longest first-CPU block of `/proc/cpuinfo` handed to the parser. A
+/// real one is about 1.5 KiB (x86, with its flags and bugs lines); a host
+/// with 1,024 CPUs repeats it 1,024 times, and only the first is read.
+pub const MAX_CPU_BLOCK: usize = 32 * 1024;
+
+/// The first CPU's block of a cpuinfo text, up to the first blank line;
+/// `None` when it is longer than [`MAX_CPU_BLOCK`]. procfs-core's parser does
+/// work quadratic in the number of keys it is given (a 1.4 MiB file took 45 s,
+/// before the exporter listened), so it gets one bounded block, never the file.
+pub fn first_cpu_block(cpuinfo: &str) -> Option<&str> {
+    let end = cpuinfo.find("\n\n").map_or(cpuinfo.len(), |i| i + 1);
+    (end <= MAX_CPU_BLOCK).then(|| &cpuinfo[..end])
+}
+
 /// The flags of the first CPU, from a cpuinfo text. `None` when the text has
-/// no x86 `flags` line (other architectures, or garbage).
+/// no x86 `flags` line (other architectures, or garbage), or when its first
+/// block is too long to be a CPU's.
 pub fn cpu_flags(cpuinfo: &str) -> Option<Vec<String>> {
-    let info = CpuInfo::from_buf_read(cpuinfo.as_bytes()).ok()?;
+    let block = first_cpu_block(cpuinfo)?;
+    let info = CpuInfo::from_buf_read(block.as_bytes()).ok()?;
     let flags = info.flags(0)?;
     Some(flags.into_iter().map(str::to_owned).collect())
 }
@@ -285,6 +301,60 @@ mod tests {
             classify(&VirtEvidence::default()),
             Virtualization::new("unknown", "none")
         );
+    }
+
+    #[test]
+    fn only_a_bounded_first_cpu_block_reaches_the_parser() {
+        use std::fmt::Write as _;
+        let two = "processor\t: 0\nflags\t\t: fpu tsc\n\nprocessor\t: 1\nflags\t\t: fpu\n";
+        assert_eq!(
+            first_cpu_block(two),
+            Some("processor\t: 0\nflags\t\t: fpu tsc\n")
+        );
+        assert_eq!(
+            first_cpu_block("processor\t: 0\n"),
+            Some("processor\t: 0\n")
+        );
+        // The reported attack: one block of 1.4 MiB of keys.
+        let keys = (0..140_000).fold(String::new(), |mut t, i| {
+            let _ = writeln!(t, "k{i}: v");
+            t
+        });
+        assert!(keys.len() > 1 << 20);
+        assert_eq!(first_cpu_block(&keys), None);
+        assert_eq!(cpu_flags(&format!("{keys}flags\t: tsc\n")), None);
+        // The same keys after a real first block are never read.
+        let real = format!("processor\t: 0\nflags\t\t: tsc constant_tsc\n\n{keys}");
+        assert_eq!(
+            cpu_flags(&real),
+            Some(vec!["tsc".to_owned(), "constant_tsc".to_owned()])
+        );
+        // A block just within the bound is parsed.
+        let padding = "x".repeat(MAX_CPU_BLOCK - 40);
+        let edge = format!("processor\t: 0\nmodel name\t: {padding}\nflags\t: tsc\n");
+        assert!(edge.len() <= MAX_CPU_BLOCK, "{}", edge.len());
+        assert_eq!(cpu_flags(&edge), Some(vec!["tsc".to_owned()]));
+    }
+
+    #[test]
+    fn every_fixture_host_has_its_flags_within_the_bound() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts");
+        for host in std::fs::read_dir(dir)
+            .expect("hosts")
+            .filter_map(Result::ok)
+        {
+            let Ok(text) = std::fs::read_to_string(host.path().join("proc/cpuinfo")) else {
+                continue;
+            };
+            let block = first_cpu_block(&text).expect("a real first block is short");
+            assert!(
+                block.len() < 8 * 1024,
+                "{}: {}",
+                host.path().display(),
+                block.len()
+            );
+            assert!(cpu_flags(&text).is_some(), "{}", host.path().display());
+        }
     }
 
     #[test]
