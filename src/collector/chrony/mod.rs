@@ -25,8 +25,8 @@ use std::time::Duration;
 use super::daemon::{Adapter, DaemonCollector, Depth, QueryError, Sequences};
 use super::flags::{given, timeout};
 use super::{CollectError, Collected, Collector, Context, Registration};
-use crate::model::{self, Daemon};
-use crate::proto::cmdmon::{self, MAX_SOURCES, Reply, Request, ServerStats, Status};
+use crate::model::{self, Daemon, MAX_PEERS};
+use crate::proto::cmdmon::{self, Reply, Request, ServerStats, Status};
 use crate::sys::TransportError;
 use crate::sys::cmdmon::{Connection, Endpoint, SocketIdentity};
 use client::{Client, RequestError};
@@ -157,7 +157,14 @@ impl Adapter for Chrony {
         }
         reading.snapshot.tracking = Some(tracking);
         let via_socket = matches!(conn.endpoint(), Endpoint::Unix(_));
-        if let Err(e) = read_sources(&mut client, &mut reading.snapshot, via_socket).await {
+        if let Err(e) = read_sources(
+            &mut client,
+            &mut reading.snapshot,
+            &mut reading.problems,
+            via_socket,
+        )
+        .await
+        {
             reading.problems.push(e.into_collect_error());
         }
         match read_server_stats(&mut client, memory, via_socket).await {
@@ -268,17 +275,20 @@ async fn read_server_stats(
 async fn read_sources(
     client: &mut Client<'_>,
     snapshot: &mut Snapshot,
+    problems: &mut Vec<CollectError>,
     via_socket: bool,
 ) -> Result<(), RequestError> {
     let Reply::NSources(n) = client.ask(Request::NSources).await? else {
         return Err(RequestError::Protocol("unexpected reply to sources".into()));
     };
-    if n > MAX_SOURCES {
-        return Err(RequestError::Protocol(format!(
-            "chronyd reports {n} sources, more than the {MAX_SOURCES} this exporter reads"
+    let read = n.min(MAX_PEERS as u32);
+    if n > read {
+        problems.push(CollectError::Protocol(format!(
+            "chronyd reports {n} sources; the exporter reads the first {read} and skips {}",
+            n - read
         )));
     }
-    let requests: Vec<Request> = (0..n)
+    let requests: Vec<Request> = (0..read)
         .flat_map(|i| [Request::SourceData(i), Request::SourceStats(i)])
         .collect();
     for batch in requests.chunks(BATCH) {

@@ -37,9 +37,15 @@ fn states_map_by_meaning_not_by_name() {
     }
 }
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
 use super::counters::Monotonic;
+use crate::collector::Collector;
 use crate::metrics::find;
-use crate::model;
+use crate::model::{self, MAX_PEERS};
 use crate::proto::cmdmon::{Reply, Request, captured};
 
 /// The captured replies of the lab's client, as one scrape would read them
@@ -266,4 +272,83 @@ fn sources_that_share_a_label_are_numbered_so_no_series_repeats() {
         find(&extras, &PEER_ADJUSTED_OFFSET).and_then(|x| x.value(&["192.0.2.11#2"])),
         Some(11.5)
     );
+}
+
+/// A chronyd stand-in on loopback: every request is answered with the
+/// captured reply to the same command (the honest server's source data and
+/// statistics for every index), N_SOURCES saying `sources`. Counts the
+/// SOURCE_DATA requests it answers.
+async fn many_sources(sources: u32) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let mut replies: HashMap<u16, Vec<u8>> = HashMap::new();
+    for (request, sent, reply) in captured::all() {
+        let wanted = matches!(
+            request,
+            Request::Tracking
+                | Request::NSources
+                | Request::SourceData(1)
+                | Request::SourceStats(1)
+                | Request::ServerStats
+        );
+        if wanted {
+            replies
+                .entry(u16::from_be_bytes([sent[4], sent[5]]))
+                .or_insert_with(|| reply.to_vec());
+        }
+    }
+    let n_sources = replies.get_mut(&14).expect("N_SOURCES reply");
+    n_sources[28..32].copy_from_slice(&sources.to_be_bytes());
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1024];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            if n < 12 {
+                continue;
+            }
+            let command = u16::from_be_bytes([buf[4], buf[5]]);
+            let Some(mut reply) = replies.get(&command).cloned() else {
+                continue;
+            };
+            if command == 15 {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            reply[16..20].copy_from_slice(&buf[8..12]);
+            let _ = socket.send_to(&reply, from).await;
+        }
+    });
+    (addr, asked)
+}
+
+#[tokio::test]
+async fn a_chronyd_with_more_sources_than_the_bound_is_read_up_to_it() {
+    let (addr, asked) = many_sources(1000).await;
+    let chrony = Arc::new(super::collector(addr, None, Duration::from_secs(5), true));
+    let c = chrony.collect().await;
+    let message: Vec<String> = c.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        message,
+        ["protocol: chronyd reports 1000 sources; the exporter reads the first 256 and skips 744"]
+    );
+    assert_eq!(
+        asked.load(Ordering::Relaxed),
+        MAX_PEERS,
+        "only those are asked for"
+    );
+    let states = find(&c.families, &model::PEER_STATE).expect("states");
+    assert_eq!(states.samples.len(), MAX_PEERS * PeerState::ALL.len());
+    crate::metrics::assert_no_duplicate_series(&c.families);
+    assert_eq!(
+        find(&c.families, &model::DAEMON_UP).and_then(|f| f.value(&["chronyd"])),
+        Some(1.0)
+    );
+    // Below the bound, every source is read and nothing is said.
+    let (addr, asked) = many_sources(3).await;
+    let chrony = Arc::new(super::collector(addr, None, Duration::from_secs(5), true));
+    let c = chrony.collect().await;
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert_eq!(asked.load(Ordering::Relaxed), 3);
 }

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::Reading;
 use crate::collector::daemon::{Depth, QueryError, Sequences};
+use crate::model::MAX_PEERS;
 use crate::proto::mode6::{
     self, AssocId, DEFAULT_RESPONSE_LIMIT, ErrorCode, Fragment, Opcode, PeerCounters, PeerReading,
     PeerStatus, PeerVariables, Progress, Reassembler, ReassemblyError, Response, Sequence,
@@ -264,7 +265,7 @@ pub async fn query(
     session.run().await?;
 
     let mut reading = Reading::default();
-    let associations = match session.take(Ask::Associations) {
+    let mut associations = match session.take(Ask::Associations) {
         Some(Ok(r)) => mode6::parse_status_list(&r.data)
             .map_err(|e| QueryError::Unusable(format!("association list: {e}")))?,
         Some(Err(e)) => return Err(QueryError::Unusable(format!("association list: {e}"))),
@@ -272,6 +273,14 @@ pub async fn query(
     };
     if !full {
         return Ok(reading);
+    }
+    if associations.len() > MAX_PEERS {
+        reading.problems.push(format!(
+            "ntpd has {} associations; the exporter reads the first {MAX_PEERS} and skips {}",
+            associations.len(),
+            associations.len() - MAX_PEERS
+        ));
+        associations.truncate(MAX_PEERS);
     }
     match session.take(Ask::System) {
         Some(Ok(r)) => {

@@ -15,7 +15,7 @@ use super::served::{self, Sample, SystemCounts};
 use super::*;
 use crate::collector::daemon::{DaemonCollector, MIN_BACKOFF};
 use crate::metrics::{Desc, Family, find};
-use crate::model::{self, Daemon, PeerKind, PeerState};
+use crate::model::{self, Daemon, MAX_PEERS, PeerKind, PeerState};
 use crate::proto::mode6::fixtures::*;
 use crate::proto::mode6::{
     self, AssocId, Fragment, Opcode, PeerCounters, PeerReading, PeerStatus, PeerVariables,
@@ -552,24 +552,35 @@ async fn mangled_delivery_is_reassembled_and_strangers_are_ignored() {
     assert_eq!(c.families, expected);
 }
 
-#[tokio::test]
-async fn associations_are_pipelined_one_round_trip_for_all() {
-    // 24 associations, each answer 150 ms after its request: one request at
-    // a time would take 52 × 150 ms ≈ 7.8 s; pipelined it is two round
-    // trips (the list, then every association's two requests at once).
-    let ids: Vec<u16> = (1000..1024).collect();
+/// The association list answer for `ids`, in fragments of ntpd's size.
+fn association_list(req: &Header, ids: &[u16]) -> Vec<Vec<u8>> {
     let list: Vec<u8> = ids
         .iter()
         .flat_map(|id| [id.to_be_bytes(), 0x9414u16.to_be_bytes()].concat())
         .collect();
-    let behaviour: Behaviour = Arc::new(move |req, data, _| {
-        if req.opcode == Opcode::READ_STATUS {
+    let chunks: Vec<&[u8]> = list.chunks(mode6::MAX_DATA_LEN).collect();
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, chunk)| {
             let h = Header {
                 response: true,
-                count: list.len() as u16,
+                more: i + 1 < chunks.len(),
+                offset: (i * mode6::MAX_DATA_LEN) as u16,
+                count: chunk.len() as u16,
                 ..*req
             };
-            return vec![encode_datagram(&h, &list)];
+            encode_datagram(&h, chunk)
+        })
+        .collect()
+}
+
+/// Answers as the captured ntpd does, but with association ids `ids`, each
+/// association's variables those of the captured 17767.
+fn with_associations(ids: Vec<u16>) -> Behaviour {
+    Arc::new(move |req, data, _| {
+        if req.opcode == Opcode::READ_STATUS {
+            return association_list(req, &ids);
         }
         if req.assoc_id.0 >= 1000 {
             let mut as_a = *req;
@@ -580,7 +591,33 @@ async fn associations_are_pipelined_one_round_trip_for_all() {
                 .collect();
         }
         captured_answer(req, data)
-    });
+    })
+}
+
+#[tokio::test]
+async fn an_ntpd_with_more_associations_than_the_bound_is_read_up_to_it() {
+    let f = fake(Duration::ZERO, with_associations((1000..1300).collect())).await;
+    let ntpd = Arc::new(collector(f.address, Duration::from_secs(5), false));
+    let (c, _) = collect(&ntpd).await;
+    let messages: Vec<String> = c.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        ["protocol: ntpd has 300 associations; the exporter reads the first 256 and skips 44"]
+    );
+    // The list, the system variables, two statistics, then two per association read.
+    assert_eq!(f.requests.load(Ordering::Relaxed), 4 + 2 * MAX_PEERS);
+    let reach = find(&c.families, &PEER_REACH_REGISTER).expect("reach");
+    assert_eq!(reach.samples.len(), MAX_PEERS);
+    crate::metrics::assert_no_duplicate_series(&c.families);
+    assert_eq!(up(&c), Some(1.0));
+}
+
+#[tokio::test]
+async fn associations_are_pipelined_one_round_trip_for_all() {
+    // 24 associations, each answer 150 ms after its request: one request at
+    // a time would take 52 × 150 ms ≈ 7.8 s; pipelined it is two round
+    // trips (the list, then every association's two requests at once).
+    let behaviour = with_associations((1000..1024).collect());
     let f = fake(Duration::from_millis(150), behaviour).await;
     let ntpd = Arc::new(collector(f.address, Duration::from_secs(5), false));
     let (c, elapsed) = collect(&ntpd).await;
