@@ -133,7 +133,7 @@ fn io_error(path: &Path, e: io::Error) -> FileError {
 }
 
 /// Checks what was read: within the bound, no NUL bytes, UTF-8.
-fn text(path: &Path, buf: Vec<u8>, limit: u64) -> Result<String, FileError> {
+pub(crate) fn text(path: &Path, buf: Vec<u8>, limit: u64) -> Result<String, FileError> {
     let err = |kind| FileError::new(path, kind);
     if buf.len() as u64 > limit {
         return Err(err(FileErrorKind::TooLarge(limit)));

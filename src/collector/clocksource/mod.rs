@@ -7,9 +7,9 @@
 //! every scrape, since it is writable in sysfs and the watchdog can demote
 //! `tsc` at any time.
 
-mod boot;
-mod sysfs;
-mod virt;
+pub(crate) mod boot;
+pub(crate) mod sysfs;
+pub(crate) mod virt;
 
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -42,14 +42,14 @@ pub(super) fn read_clocksources(roots: &Roots) -> Result<Vec<ClocksourceDevice>,
 
 /// One clocksource device's attribute paths.
 #[derive(Debug)]
-struct DevicePaths {
+pub(crate) struct DevicePaths {
     device: String,
     current: PathBuf,
     available: PathBuf,
 }
 
 impl DevicePaths {
-    fn new(dir: &Path, device: String) -> DevicePaths {
+    pub(crate) fn new(dir: &Path, device: String) -> DevicePaths {
         let base = dir.join(&device);
         DevicePaths {
             current: base.join("current_clocksource"),
@@ -59,7 +59,7 @@ impl DevicePaths {
     }
 
     /// Checks the two attributes' text and makes the device of them.
-    fn parse(
+    pub(crate) fn parse(
         &self,
         current: &str,
         available_text: &str,
@@ -162,7 +162,7 @@ impl SysfsState {
 }
 
 /// The families of the devices read; none is an error.
-pub(super) fn device_families(
+pub(crate) fn device_families(
     roots: &Roots,
     devices: &[ClocksourceDevice],
 ) -> Result<Vec<Family>, CollectError> {
@@ -190,7 +190,7 @@ fn garbage(path: &std::path::Path) -> fs::FileError {
 }
 
 /// Driver-chosen names (PTP clocks): printable, bounded.
-fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     s.trim()
         .chars()
         .filter(|c| !c.is_control())

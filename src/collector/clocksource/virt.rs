@@ -177,7 +177,7 @@ pub fn cpu_flags(cpuinfo: &str) -> Option<Vec<String>> {
     Some(flags.into_iter().map(str::to_owned).collect())
 }
 
-pub(super) fn cpu_families(flags: &[String]) -> Vec<Family> {
+pub(crate) fn cpu_families(flags: &[String]) -> Vec<Family> {
     let has = |f: &str| flags.iter().any(|x| x == f);
     let mut per_flag = CPU_FLAG.family_of(CLOCK_CPU_FLAGS.len());
     for f in CLOCK_CPU_FLAGS {
