@@ -247,19 +247,23 @@ impl Reassembler {
         }
         if start < end {
             let at = self.ranges.partition_point(|&(_, e)| e <= start);
-            if let Some(&(s, e)) = self.ranges.get(at)
-                && s < end
-            {
-                if (s, e) == (start, end) && self.data[start..end] == *fragment.data {
-                    return Ok(self.progress());
+            match self.ranges.get(at) {
+                // The same bytes again: nothing to add, but a duplicate may
+                // still be the one that says where the response ends (its
+                // twin had the More bit set), so the end is taken below.
+                Some(&(s, e))
+                    if (s, e) == (start, end) && self.data[start..end] == *fragment.data => {}
+                Some(&(s, _)) if s < end => {
+                    return Err(ReassemblyError::Overlap { offset: start, end });
                 }
-                return Err(ReassemblyError::Overlap { offset: start, end });
+                _ => {
+                    if self.data.len() < end {
+                        self.data.resize(end, 0);
+                    }
+                    self.data[start..end].copy_from_slice(fragment.data);
+                    self.ranges.insert(at, (start, end));
+                }
             }
-            if self.data.len() < end {
-                self.data.resize(end, 0);
-            }
-            self.data[start..end].copy_from_slice(fragment.data);
-            self.ranges.insert(at, (start, end));
         }
         if !h.more {
             self.total = Some(end);

@@ -248,6 +248,35 @@ fn fragments_reassemble_by_offset_in_any_order_and_duplicated() {
     );
 }
 
+/// Found by the mode6_reassembly fuzz target (fuzz/regressions/): a final
+/// fragment that repeats the range and bytes of one received with the More
+/// bit set was taken for a plain duplicate, so the response's end was never
+/// recorded and it never completed, in one order of three fragments.
+#[test]
+fn a_final_fragment_repeating_an_earlier_one_still_ends_the_response() {
+    let header = |offset: u16, more: bool| Header {
+        leap: 0,
+        version: 2,
+        mode: 6,
+        response: true,
+        error: false,
+        more,
+        opcode: Opcode::READ_VARIABLES,
+        sequence: Sequence(1),
+        status: 0,
+        assoc_id: AssocId(1),
+        offset,
+        count: 1,
+    };
+    let last = encode_datagram(&header(1, false), b"b");
+    let middle = encode_datagram(&header(1, true), b"b");
+    let head = encode_datagram(&header(0, true), b"a");
+    let forward = reassemble(&[&last, &middle, &head]);
+    let reverse = reassemble(&[&head, &middle, &last]);
+    assert_eq!(forward.data, b"ab");
+    assert_eq!(reverse, forward);
+}
+
 #[test]
 fn captured_fragments_reencode_up_to_their_stale_padding() {
     for d in HONEST_A.iter().chain(&HONEST_B).chain(&SKEWED) {
