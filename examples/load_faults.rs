@@ -12,7 +12,8 @@
 //!
 //! The cases: 2,000 idle connections; 500 slowloris connections (a header
 //! byte every few seconds); requests with 1 MiB of headers and a 100 KiB URI;
-//! batches of 1,000 pipelined requests; 200 concurrent scrapers (how many get
+//! 1,000 pipelined requests (a batch a second, and batches back to back on
+//! two connections, a CPU flood like the next); 200 concurrent scrapers (how many get
 //! 200, how many 503); garbage, the HTTP/2 preface and a TLS ClientHello on
 //! the plain port; and a soak at 200 scrapes/s.
 //!
@@ -378,6 +379,42 @@ fn crowd(n: usize) -> Abuse {
     })
 }
 
+/// One batch of pipelined requests every second on a fresh connection,
+/// each batch timed from its first byte sent to its last answer read.
+fn paced_batches(request: Vec<u8>, answers: usize) -> Abuse {
+    Box::new(move |addr, stop| {
+        let mut times = Vec::new();
+        let mut short = 0u64;
+        let mut next = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            next += Duration::from_secs(1);
+            let start = Instant::now();
+            let got = TcpStream::connect(addr).and_then(|mut c| {
+                c.set_read_timeout(Some(Duration::from_secs(10)))?;
+                c.write_all(&request)?;
+                let mut out = Vec::new();
+                let _ = c.read_to_end(&mut out);
+                Ok(out.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count())
+            });
+            times.push(start.elapsed());
+            if got.map_or(true, |n| n != answers) {
+                short += 1;
+            }
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        times.sort();
+        let ms = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        format!(
+            "{} batches of {answers}, each answered in {:.0} ms (median) / {:.0} ms (max); {short} short",
+            times.len(),
+            ms(times.get(times.len() / 2)),
+            ms(times.last()),
+        )
+    })
+}
+
 /// Scrapes at a fixed rate on kept-alive connections (the soak).
 fn rate(per_second: u32) -> Abuse {
     Box::new(move |addr, stop| {
@@ -499,7 +536,12 @@ fn cases(args: &Args) -> Vec<(&'static str, u64, Abuse)> {
         ("1 MiB headers", s, repeated(big_header, 4, "1 MiB header")),
         ("100 KiB URI", s, repeated(long_uri, 4, "100 KiB URI")),
         (
-            "1,000 pipelined requests",
+            "1,000 pipelined requests, a batch a second",
+            s,
+            paced_batches(pipelined.clone(), 1000),
+        ),
+        (
+            "pipelined batches back to back, 2 connections",
             s,
             repeated(pipelined, 2, "batches"),
         ),

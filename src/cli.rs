@@ -54,9 +54,13 @@ pub struct Cli {
     #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = parse_path)]
     pub telemetry_path: String,
 
-    /// Scrapes served at once; more get 503 rather than a queue.
+    /// Scrapes served at once; more wait their turn, in order of arrival, for up to --web.max-requests-wait, then get 503.
     #[arg(long = "web.max-requests", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_requests: u32,
+
+    /// How long a scrape beyond --web.max-requests waits for its turn before it gets 503; 0s answers 503 at once.
+    #[arg(long = "web.max-requests-wait", default_value = "1s", value_parser = parse_duration)]
+    pub max_requests_wait: Duration,
 
     /// Open connections at once; at the limit the oldest connection without a request in flight (idle, or still sending its headers) is closed to make room for a new one.
     #[arg(long = "web.max-connections", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
@@ -183,6 +187,7 @@ mod tests {
         assert_eq!(cli.listen_addresses, vec![":9857".to_owned()]);
         assert_eq!(cli.telemetry_path, "/metrics");
         assert_eq!(cli.max_requests, 40);
+        assert_eq!(cli.max_requests_wait, Duration::from_secs(1));
         assert_eq!(cli.procfs, PathBuf::from("/proc"));
         assert_eq!(cli.log_format, LogFormat::Logfmt);
     }

@@ -152,6 +152,7 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<(), String> {
         http::WebConfig {
             telemetry_path: cli.telemetry_path.clone(),
             max_requests: cli.max_requests as usize,
+            max_requests_wait: cli.max_requests_wait,
             max_connections: cli.max_connections as usize,
             read_header_timeout: cli.read_header_timeout,
             shutdown_grace: Duration::from_secs(5),

@@ -53,6 +53,23 @@ async fn server(
     max_connections: usize,
     header_timeout: Duration,
 ) -> Server {
+    server_waiting(
+        delay,
+        max_requests,
+        Duration::ZERO,
+        max_connections,
+        header_timeout,
+    )
+    .await
+}
+
+async fn server_waiting(
+    delay: Duration,
+    max_requests: usize,
+    max_requests_wait: Duration,
+    max_connections: usize,
+    header_timeout: Duration,
+) -> Server {
     let scraper = Arc::new(Scraper::new(
         vec![Entry::new("slow", DECLARED, Arc::new(Slow(delay)))],
         Duration::from_secs(10),
@@ -62,6 +79,7 @@ async fn server(
         WebConfig {
             telemetry_path: "/metrics".into(),
             max_requests,
+            max_requests_wait,
             max_connections,
             read_header_timeout: header_timeout,
             shutdown_grace: Duration::from_secs(5),
@@ -350,7 +368,58 @@ async fn a_thousand_idle_connections_do_not_block_other_clients_and_are_reaped()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scrapes_beyond_max_requests_get_503_at_once() {
+async fn scrapes_beyond_max_requests_wait_their_turn_then_get_503() {
+    // Two turns, each scrape 600 ms, a wait of 1.5 s: the first two scrape
+    // at once, the next two at 0.6 s, the next two at 1.2 s; the last two
+    // would start at 1.8 s and get 503 when their wait ends, at 1.5 s.
+    let s = server_waiting(
+        Duration::from_millis(600),
+        2,
+        Duration::from_millis(1500),
+        64,
+        Duration::from_secs(5),
+    )
+    .await;
+    let (started, addr) = (Instant::now(), s.addr);
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            tokio::spawn(async move {
+                let r = get(addr, "/metrics").await;
+                (status(&r), r, started.elapsed())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for h in handles {
+        answers.push(h.await.expect("join"));
+    }
+    let ok: Vec<Duration> = answers
+        .iter()
+        .filter(|(c, _, _)| *c == 200)
+        .map(|(_, _, t)| *t)
+        .collect();
+    let busy: Vec<&(u16, String, Duration)> =
+        answers.iter().filter(|(c, _, _)| *c == 503).collect();
+    assert_eq!(ok.len(), 6, "{answers:?}");
+    assert_eq!(busy.len(), 2, "{answers:?}");
+    // The turns: two answers by each of 0.6, 1.2 and 1.8 s.
+    let mut ok = ok;
+    ok.sort();
+    for (i, t) in ok.iter().enumerate() {
+        let turn = Duration::from_millis(600 * (i as u64 / 2 + 1) - 50);
+        assert!(*t >= turn, "answer {i} at {t:?}: {answers:?}");
+    }
+    for (_, body, t) in busy {
+        assert!(body.contains("--web.max-requests-wait"), "{body}");
+        assert!(
+            *t >= Duration::from_millis(1450),
+            "503 before the wait ended: {t:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_beyond_max_requests_get_503_at_once_without_a_wait() {
     let s = server(Duration::from_millis(1500), 2, 64, Duration::from_secs(5)).await;
     let started = Instant::now();
     let handles: Vec<_> = (0..6)
@@ -555,6 +624,7 @@ async fn a_client_scraping_in_a_loop_does_not_starve_another() {
         WebConfig {
             telemetry_path: "/metrics".into(),
             max_requests: 40,
+            max_requests_wait: Duration::from_secs(1),
             max_connections: 1024,
             read_header_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),

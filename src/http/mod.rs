@@ -1,7 +1,8 @@
 //! The HTTP server: `/` (landing page), the telemetry path, 404 elsewhere,
 //! 405 for methods other than GET and HEAD. Bounded everywhere: concurrent
-//! scrapes (503 beyond), open connections (the oldest idle one shed for a
-//! newcomer, [`connections`]), header size, header-read time.
+//! scrapes (beyond them a bounded wait in order of arrival, then 503), open
+//! connections (the oldest idle one shed for a newcomer, [`connections`]),
+//! header size, header-read time.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -36,6 +37,9 @@ pub struct WebConfig {
     pub telemetry_path: String,
     /// Concurrent scrapes.
     pub max_requests: usize,
+    /// How long a scrape beyond `max_requests` waits for a turn (in order
+    /// of arrival) before it gets 503; zero: 503 at once.
+    pub max_requests_wait: Duration,
     /// Open connections; at the limit the oldest idle one is closed to make
     /// room for a new one.
     pub max_connections: usize,
@@ -264,11 +268,11 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
     let body = if head {
         Bytes::new()
     } else {
-        let Ok(_permit) = app.scrapes.try_acquire() else {
-            tracing::debug!("scrape refused: --web.max-requests reached");
+        let Some(_permit) = scrape_permit(&app).await else {
+            tracing::debug!("scrape refused: --web.max-requests busy for --web.max-requests-wait");
             return Ok(text_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "503 too many concurrent scrapes (--web.max-requests)\n",
+                "503 too many concurrent scrapes (--web.max-requests, waited --web.max-requests-wait)\n",
             ));
         };
         let families = app.scraper.scrape().await;
@@ -280,6 +284,25 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
         HeaderValue::from_static(format.content_type()),
     );
     Ok(r)
+}
+
+/// A turn to scrape: at once when one of `--web.max-requests` is free,
+/// else after those that came first (tokio's semaphore is fair), for at most
+/// `--web.max-requests-wait`. Waiting costs only the connection, which the
+/// connection table bounds; a client scraping in a loop gets no more turns
+/// than its place in the queue, so a scraper at Prometheus' pace is served
+/// beside 200 of them.
+async fn scrape_permit(app: &App) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    if let Ok(p) = app.scrapes.try_acquire() {
+        return Some(p);
+    }
+    if app.cfg.max_requests_wait.is_zero() {
+        return None;
+    }
+    tokio::time::timeout(app.cfg.max_requests_wait, app.scrapes.acquire())
+        .await
+        .ok()?
+        .ok()
 }
 
 fn html_escape(s: &str) -> String {
