@@ -228,6 +228,7 @@ fn requests_equal_chronyc_and_replies_of_real_chronyd_decode() {
     // Outlives the lab: chronyd stops before its refclock's directory goes.
     let refclock_dir = lab::TempDir::new("refclock");
     let lab = chrony_lab(true)
+        .downstream("l")
         .client_conf(&format!(
             "refclock SOCK {}/refclock.sock refid GPS",
             refclock_dir.path().display()
@@ -280,10 +281,19 @@ fn requests_equal_chronyc_and_replies_of_real_chronyd_decode() {
     };
     assert_eq!(s.format, 3, "chrony 4.3 answers SERVER_STATS3");
     assert!(s.ntp_hits > 0);
-    let r = cap.take("tracking.local", Request::Tracking, server);
-    let Ok(Reply::Tracking(local)) = r else {
-        panic!("{r:?}")
-    };
+    // A chronyd serving its own clock (the lab's honest servers have a
+    // reference): TRACKING names chronyd's local reference.
+    let free = lab.start_chronyd("l", SERVE_LOCAL_CLOCK);
+    let local = wait_for(
+        "a chronyd tracking its local clock",
+        Duration::from_secs(30),
+        || match cap.take("tracking.local", Request::Tracking, |r| {
+            exchange_unix(&free.socket(), &r)
+        }) {
+            Ok(Reply::Tracking(t)) if t.ref_id == 0x7f7f_0101 => Some(t),
+            _ => None,
+        },
+    );
     assert_eq!(local.ref_id, 0x7f7f_0101);
 }
 
@@ -728,11 +738,12 @@ fn three_sources_the_skewed_one_is_a_falseticker_and_values_agree_with_chronyc()
         let off = peer_value(&body, "clock_peer_offset_seconds", honest);
         assert!(off.abs() < 0.001, "{honest}: {off}");
         // With the socket: delay and dispersion from NTP_DATA, the refid the
-        // server announces (chronyd's local clock, 127.127.1.1).
+        // server announces (its own reference's address).
         assert!(peer_value(&body, "clock_peer_delay_seconds", honest) > 0.0);
+        let reference = lab::plan::HONEST_REFERENCE.ip();
         assert!(body.contains(&format!(
-            "clock_peer_info{{daemon=\"chronyd\",peer=\"{honest}\",kind=\"server\",refid=\"127.127.1.1\"}} 1"
-        )));
+            "clock_peer_info{{daemon=\"chronyd\",peer=\"{honest}\",kind=\"server\",refid=\"{reference}\"}} 1"
+        )), "{body}");
     }
     assert!(
         body.contains("clock_daemon_up{daemon=\"chronyd\"} 1"),

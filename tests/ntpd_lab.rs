@@ -333,9 +333,10 @@ fn sync_agrees_with_ntpq(lab: &Lab, exporter: &Exporter) {
     let leap = u8::from_str_radix(&vars["leap"], 2).expect("leap bits");
     assert_eq!(ours("clock_sync_leap"), f64::from(leap));
     assert_eq!(leap, 3, "ntpd under `disable ntp` stays unsynchronised");
-    // chronyd serves `local stratum 8`; ntpd following it is at 9.
-    assert_eq!(ours("clock_sync_stratum"), 9.0);
-    assert_eq!(theirs("stratum"), 9.0);
+    // The honest chronyd is at stratum 3 (its reference announces 2); ntpd
+    // following it is at 4.
+    assert_eq!(ours("clock_sync_stratum"), 4.0);
+    assert_eq!(theirs("stratum"), 4.0);
     for (metric, name, scale) in [
         ("clock_sync_root_delay_seconds", "rootdelay", 1e-3),
         ("clock_sync_root_dispersion_seconds", "rootdisp", 1e-3),

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::netns::Netns;
+use super::plan;
 use super::process::{Proc, TempDir, wait_for};
 
 /// `LD_LIBRARY_PATH` for the unpacked daemons.
@@ -73,9 +74,23 @@ pub struct Chronyd {
     pub dir: TempDir,
 }
 
-/// The configuration of an honest chronyd server: `local stratum 8`, no
-/// upstream, serving anyone.
+/// The configuration of a chronyd serving its own clock: `local stratum 8`,
+/// no upstream, serving anyone (a free-running server, or a client that also
+/// serves).
 pub const SERVE_LOCAL_CLOCK: &str = "local stratum 8\nallow all\n";
+
+/// The configuration of an honest chronyd server: synchronised to its own
+/// reference ([`plan::HONEST_REFERENCE`]), serving anyone. Until it has
+/// synchronised it answers as unsynchronised.
+pub fn honest_server_conf() -> String {
+    let r = plan::HONEST_REFERENCE;
+    format!(
+        "server {} port {} {}\nallow all\n",
+        r.ip(),
+        r.port(),
+        Daemon::Chronyd.poll_options()
+    )
+}
 
 impl Chronyd {
     /// Starts chronyd in `ns` with `-x` (never touches the clock) and the
@@ -131,11 +146,6 @@ impl Chronyd {
             .arg(self.socket());
         tool_output("chronyc", cmd, args)
     }
-}
-
-/// An honest chronyd time server in `ns`: [`SERVE_LOCAL_CLOCK`].
-pub fn chrony_server(root: &Path, ns: &Netns, tag: &str) -> Chronyd {
-    Chronyd::start(root, ns, tag, SERVE_LOCAL_CLOCK)
 }
 
 /// An ntpd (NTPsec) instance in its own namespace (ntpd binds port 123 on

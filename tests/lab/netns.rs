@@ -55,6 +55,19 @@ impl Netns {
         ns
     }
 
+    /// Gives the namespace's loopback one more address, gone with it.
+    pub fn add_loopback_address(&self, addr: Ipv4Addr) {
+        ip(&[
+            "-n",
+            &self.name,
+            "addr",
+            "add",
+            &format!("{addr}/32"),
+            "dev",
+            "lo",
+        ]);
+    }
+
     /// A command that runs inside the namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         netns_command(Some(&self.name), program)

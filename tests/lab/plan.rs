@@ -5,13 +5,15 @@
 //! | address | role |
 //! |---|---|
 //! | 192.0.2.1 | `client`: the host under test (its daemon, our exporter) |
-//! | 192.0.2.11, .13–.29 | `honest`: chronyd `local stratum 8`, in the order a lab adds them |
+//! | 192.0.2.11, .13–.29 | `honest`: chronyd synchronised to its own reference, in the order a lab adds them |
 //! | 192.0.2.12 | the first `skewed` responder: the seed's vB |
 //! | 192.0.2.31–.34 | `downstream`: hosts that ask the client for time |
 //! | 192.0.2.41–.43 | further `skewed` responders |
 //! | 192.0.2.51–.54 | `drifting` responders |
+//! | 192.0.2.61–.64 | `free_running`: chronyd serving its own clock (`local stratum 8`), no upstream |
 //! | 192.0.2.77 | an address a test adds and removes itself, in a lone namespace |
 //! | 198.51.100.7 | the reference ID the responders announce; no host has it |
+//! | 198.51.100.8 | each honest server's reference: a responder with no offset on the server's own loopback, port 1123 (the server announces this address as its reference ID) |
 //! | 198.51.100.20–.24 | sources a client is told to poll that no host has (no route: nothing leaves the namespace) |
 //!
 //! The seed's pair keeps the numbers the alert rules' tests, the docs and the
@@ -51,6 +53,12 @@ pub const HONEST: [Ipv4Addr; 18] = [
 pub const SKEWED: [Ipv4Addr; 4] = [doc(12), doc(41), doc(42), doc(43)];
 /// Responders whose clock runs at a rate.
 pub const DRIFTING: [Ipv4Addr; 4] = [doc(51), doc(52), doc(53), doc(54)];
+/// chronyd servers with no upstream, serving their local clock.
+pub const FREE_RUNNING: [Ipv4Addr; 4] = [doc(61), doc(62), doc(63), doc(64)];
+/// Where each honest server's reference answers, on that server's own
+/// loopback: nothing of it leaves the server's namespace.
+pub const HONEST_REFERENCE: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 8), 1123);
 /// Hosts that ask the client for time.
 pub const DOWNSTREAM: [Ipv4Addr; 4] = [doc(31), doc(32), doc(33), doc(34)];
 /// An address a test adds to and removes from a lone namespace.

@@ -24,7 +24,13 @@ pub struct SkewedServer {
 }
 
 impl SkewedServer {
+    /// On UDP 123 of `bind`.
     pub fn start(ns: &Netns, bind: Ipv4Addr, offset: f64, drift_ratio: f64) -> SkewedServer {
+        Self::start_on(ns, SocketAddrV4::new(bind, 123), offset, drift_ratio)
+    }
+
+    /// On `bind`, an address and port of `ns`.
+    pub fn start_on(ns: &Netns, bind: SocketAddrV4, offset: f64, drift_ratio: f64) -> SkewedServer {
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
         let path = format!("/var/run/netns/{}", ns.name);
@@ -32,7 +38,7 @@ impl SkewedServer {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             enter_netns(&path);
-            let sock = UdpSocket::bind(SocketAddrV4::new(bind, 123)).expect("bind skewed server");
+            let sock = UdpSocket::bind(bind).expect("bind skewed server");
             sock.set_read_timeout(Some(Duration::from_millis(100)))
                 .expect("timeout");
             let _ = ready_tx.send(());

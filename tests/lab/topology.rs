@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use super::daemons::{Chronyd, Daemon, Ntpd, SERVE_LOCAL_CLOCK};
+use super::daemons::{Chronyd, Daemon, Ntpd, SERVE_LOCAL_CLOCK, honest_server_conf};
 use super::exporter::Exporter;
 use super::netns::{Netns, link};
 use super::plan;
@@ -28,8 +28,11 @@ use super::responder::SkewedServer;
 /// What a host of the lab is.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Role {
-    /// chronyd serving its local clock at stratum 8.
+    /// chronyd synchronised to a reference of its own (a responder with no
+    /// offset on the host's loopback, [`plan::HONEST_REFERENCE`]).
     Honest,
+    /// chronyd serving its local clock (`local stratum 8`), no upstream.
+    FreeRunning,
     /// The responder, this many seconds ahead.
     Skewed(f64),
     /// The responder, its clock running fast by this many ppm.
@@ -42,6 +45,7 @@ impl Role {
     fn pool(self) -> &'static [Ipv4Addr] {
         match self {
             Role::Honest => &plan::HONEST,
+            Role::FreeRunning => &plan::FREE_RUNNING,
             Role::Skewed(_) => &plan::SKEWED,
             Role::Drifting(_) => &plan::DRIFTING,
             Role::Downstream => &plan::DOWNSTREAM,
@@ -58,6 +62,9 @@ impl Role {
 #[derive(Debug)]
 enum Running {
     Chronyd(Chronyd),
+    /// An honest server and its reference (fields drop in order: chronyd
+    /// first).
+    Honest(Chronyd, SkewedServer),
     Responder(SkewedServer),
     Nothing,
 }
@@ -104,9 +111,17 @@ impl LabBuilder {
         self
     }
 
-    /// An honest chronyd server, `local stratum 8`, on the next honest address.
+    /// An honest chronyd server on the next honest address, synchronised
+    /// to its own reference (it answers as unsynchronised for its first
+    /// seconds).
     pub fn honest(self, name: &str) -> Self {
         self.role(name, Role::Honest)
+    }
+
+    /// A chronyd server with no upstream that serves its own clock
+    /// (`local stratum 8`): what a server that lost its upstream does.
+    pub fn free_running(self, name: &str) -> Self {
+        self.role(name, Role::FreeRunning)
     }
 
     /// The test responder, `offset` seconds ahead of this machine's clock.
@@ -243,6 +258,13 @@ impl Lab {
         link(&self.client, plan::CLIENT, &ns, addr);
         let running = match role {
             Role::Honest => {
+                let r = plan::HONEST_REFERENCE;
+                ns.add_loopback_address(*r.ip());
+                let reference = SkewedServer::start_on(&ns, r, 0.0, 0.0);
+                let chronyd = Chronyd::start(&self.root, &ns, name, &honest_server_conf());
+                Running::Honest(chronyd, reference)
+            }
+            Role::FreeRunning => {
                 Running::Chronyd(Chronyd::start(&self.root, &ns, name, SERVE_LOCAL_CLOCK))
             }
             Role::Skewed(offset) => Running::Responder(SkewedServer::start(&ns, addr, offset, 0.0)),
@@ -270,10 +292,10 @@ impl Lab {
         &self.host(name).ns
     }
 
-    /// An honest server's chronyd.
+    /// An honest or free-running server's chronyd.
     pub fn server(&self, name: &str) -> &Chronyd {
         match &self.host(name).running {
-            Running::Chronyd(c) => c,
+            Running::Chronyd(c) | Running::Honest(c, _) => c,
             other => panic!("{name} runs no chronyd: {other:?}"),
         }
     }
