@@ -15,6 +15,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -96,11 +97,47 @@ where
     port
 }
 
+/// What a webhook received: each request's line and body.
+type Inbox = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A webhook on a loopback port that keeps every request it receives.
+fn webhook() -> (u16, Inbox) {
+    let received: Inbox = Arc::default();
+    let inbox = Arc::clone(&received);
+    let port = serve(move |line, body| {
+        inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((line.to_owned(), body.to_owned()));
+        ("text/plain", String::new())
+    });
+    (port, received)
+}
+
 /// A GET to a loopback port; the status and the body.
 fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    request(
+        port,
+        &format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"),
+    )
+}
+
+/// A POST of a JSON body to a loopback port; the status and the body.
+fn post(port: u16, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    request(
+        port,
+        &format!(
+            "POST {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// Sends one HTTP/1.0 request; the response's status and body.
+fn request(port: u16, text: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
+    s.write_all(text.as_bytes())?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     let status = out
@@ -477,15 +514,7 @@ fn prometheus_and_alertmanager_run_the_rules_dashboards_and_alerts() {
     });
     let page = Arc::clone(&fleet);
     let fleet_port = serve(move |_, _| ("text/plain; version=0.0.4", page.metrics()));
-    let received: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let inbox = Arc::clone(&received);
-    let webhook_port = serve(move |line, body| {
-        inbox
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((line.to_owned(), body.to_owned()));
-        ("text/plain", String::new())
-    });
+    let (webhook_port, received) = webhook();
     let (mut alertmanager, mut prometheus, prom) =
         start_stack(&dir, exporter_port, fleet_port, webhook_port);
     assert_rules_loaded(prom);
@@ -607,4 +636,157 @@ fn check_delivery(received: &Mutex<Vec<(String, String)>>) {
         "https://example.invalid/clock_exporter/blob/main/docs/runbooks.md#clocksourcechanged",
         "{alert}"
     );
+}
+
+/// An alert as Prometheus sends it: its labels, from `alertname=... k=v`.
+fn alert(labels: &str) -> Value {
+    let map: serde_json::Map<String, Value> = labels
+        .split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("k=v");
+            (k.to_owned(), Value::String(v.to_owned()))
+        })
+        .collect();
+    serde_json::json!({ "labels": map, "annotations": { "summary": labels } })
+}
+
+/// The alerts each fault raises once its rules have fired, as
+/// alerts/tests/truth.test.yml and fleet.test.yml expect them, with the
+/// server each is about.
+const FAULTS: [(&str, &str, &[&str]); 2] = [
+    (
+        "the seed's two servers: no client has a majority",
+        "192.0.2.12",
+        &[
+            "alertname=ClockServerFarFromClients severity=critical peer=192.0.2.12",
+            "alertname=ClockNoUsableSource severity=critical instance=ca:9857 job=clock daemon=chronyd peer=192.0.2.12",
+            "alertname=ClockNoUsableSource severity=critical instance=cb:9857 job=clock daemon=ntpd peer=192.0.2.12",
+            "alertname=ClockNoUsableSource severity=critical instance=cc:9857 job=clock daemon=chronyd peer=192.0.2.12",
+            "alertname=ClockPeersDisagree severity=warning instance=ca:9857 job=clock daemon=chronyd peer=192.0.2.12",
+            "alertname=ClockPeersDisagree severity=warning instance=cb:9857 job=clock daemon=ntpd peer=192.0.2.12",
+            // Inhibited by each client's ClockNoUsableSource.
+            "alertname=ClockTooFewSources severity=warning instance=ca:9857 job=clock daemon=chronyd",
+            "alertname=ClockNotSynchronising severity=warning instance=cb:9857 job=clock daemon=ntpd",
+            "alertname=ClockOffsetTooLarge severity=critical instance=cc:9857 job=clock daemon=chronyd",
+            "alertname=ClockNtpServerOnKvmClockCorroborated severity=warning instance=vb:9857 job=clock device=clocksource0 clocksource=kvm-clock",
+        ],
+    ),
+    (
+        "the seed's three servers: the clients reject vB",
+        "192.0.2.42",
+        &[
+            "alertname=ClockServerRejectedByClients severity=critical peer=192.0.2.42",
+            "alertname=ClockServerFarFromClients severity=critical peer=192.0.2.42",
+            "alertname=ClockPeerFalseticker severity=warning instance=pa:9857 job=clock daemon=ntpd peer=192.0.2.42 state=falseticker",
+            "alertname=ClockPeerFalseticker severity=warning instance=pc:9857 job=clock daemon=ntpd peer=192.0.2.42 state=falseticker",
+            "alertname=ClockPeersDisagree severity=warning instance=pa:9857 job=clock daemon=ntpd peer=192.0.2.42",
+        ],
+    ),
+];
+
+/// Inhibited by the fault's other alerts in the example configuration.
+const INHIBITED: [&str; 3] = [
+    "ClockTooFewSources",
+    "ClockNotSynchronising",
+    "ClockOffsetTooLarge",
+];
+
+#[test]
+#[ignore = "needs the lab: run scripts/test"]
+fn one_fault_pages_once_through_the_example_alertmanager() {
+    let dir = TempDir::new("alertmanager-pages");
+    let (webhook, received) = webhook();
+    let (mut alertmanager, am) = launch(
+        "alertmanager",
+        alertmanager_command(),
+        &dir,
+        &alertmanager_config(webhook),
+        "storage.path",
+        &["--cluster.listen-address="],
+    );
+    for (fault, server, alerts) in FAULTS {
+        let body = Value::Array(alerts.iter().map(|a| alert(a)).collect()).to_string();
+        let (status, out) = post(am, "/api/v2/alerts", &body).expect("post alerts");
+        assert_eq!(status, 200, "{fault}: {out}");
+        // Every alert of the fault is in Alertmanager; the inhibited ones
+        // are suppressed by another alert of the same fault.
+        let held = wait_for(&format!("{fault}: alerts held"), || {
+            let (_, out) = get(am, "/api/v2/alerts").map_err(|e| e.to_string())?;
+            let v: Vec<Value> = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+            let mine: Vec<Value> = v
+                .into_iter()
+                .filter(|a| alerts.contains(&a["annotations"]["summary"].as_str().unwrap_or("")))
+                .collect();
+            let settled = mine.iter().all(|a| {
+                let name = a["labels"]["alertname"].as_str().unwrap_or("");
+                let suppressed = a["status"]["state"] == "suppressed";
+                suppressed == INHIBITED.contains(&name)
+            });
+            if mine.len() == alerts.len() && settled {
+                Ok(mine)
+            } else {
+                Err(format!("{mine:#?}"))
+            }
+        });
+        for a in &held {
+            let name = a["labels"]["alertname"].as_str().unwrap_or("");
+            if INHIBITED.contains(&name) {
+                let by = a["status"]["inhibitedBy"].as_array().map_or(0, Vec::len);
+                assert!(
+                    by > 0,
+                    "{fault}: {name} is suppressed but not inhibited: {a}"
+                );
+            }
+        }
+        // The pager hears of the fault once: one group, keyed by the server,
+        // holding every critical alert of the fault but the inhibited one.
+        let pages = wait_for(&format!("{fault}: the page"), || {
+            let got = received
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let pages: Vec<Value> = got
+                .iter()
+                .filter(|(line, _)| line.starts_with("POST /pager/"))
+                .filter_map(|(_, body)| serde_json::from_str::<Value>(body).ok())
+                .filter(|v| {
+                    v["alerts"].as_array().into_iter().flatten().any(|a| {
+                        alerts.contains(&a["annotations"]["summary"].as_str().unwrap_or(""))
+                    })
+                })
+                .collect();
+            let critical = alerts
+                .iter()
+                .filter(|a| a.contains("severity=critical"))
+                .filter(|a| {
+                    !INHIBITED
+                        .iter()
+                        .any(|i| a.contains(&format!("alertname={i} ")))
+                })
+                .count();
+            let last = pages.last().ok_or("no page yet")?;
+            let n = last["alerts"].as_array().map_or(0, Vec::len);
+            if n == critical {
+                Ok(pages)
+            } else {
+                Err(format!(
+                    "{n} of {critical} critical alerts in the last page: {last}"
+                ))
+            }
+        });
+        let groups: BTreeSet<String> = pages
+            .iter()
+            .map(|p| p["groupKey"].as_str().unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(groups.len(), 1, "{fault}: paged as {groups:#?}");
+        for p in &pages {
+            assert_eq!(
+                p["groupLabels"],
+                serde_json::json!({ "peer": server }),
+                "{fault}: {p}"
+            );
+            assert_eq!(p["receiver"], "pager", "{fault}: {p}");
+        }
+    }
+    alertmanager.assert_running();
 }

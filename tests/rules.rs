@@ -687,6 +687,24 @@ fn alertmanager_example_is_valid_and_routes_as_documented() {
             "pager",
         ),
         (
+            "alertname=ClockServerFarFromClients severity=critical peer=192.0.2.12",
+            "pager",
+        ),
+        // A client the wrong server left without a majority: paged in
+        // that server's group, and without one on its own.
+        (
+            "alertname=ClockNoUsableSource severity=critical instance=ca:9857 daemon=chronyd peer=192.0.2.12",
+            "pager",
+        ),
+        (
+            "alertname=ClockNoUsableSource severity=critical instance=ca:9857 daemon=chronyd",
+            "pager",
+        ),
+        (
+            "alertname=ClockSourceFreeRunning severity=warning instance=fa:9857 peer=192.0.2.15",
+            "tickets",
+        ),
+        (
             "alertname=ClockDaemonDown severity=critical instance=a:9857",
             "pager",
         ),
