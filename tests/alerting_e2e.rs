@@ -149,19 +149,6 @@ fn request(port: u16, text: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
-/// Percent-encodes a query-string value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Polls `check` until it returns `Some`, or panics with the last reason.
 fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
     let start = Instant::now();
@@ -189,7 +176,10 @@ fn api(port: u16, path: &str) -> Result<Value, String> {
 
 /// An instant query's result vector.
 fn query(port: u16, expr: &str) -> Result<Vec<Value>, String> {
-    let data = api(port, &format!("/api/v1/query?query={}", encode(expr)))?;
+    let data = api(
+        port,
+        &format!("/api/v1/query?query={}", common::percent_encode(expr)),
+    )?;
     Ok(data["result"].as_array().cloned().unwrap_or_default())
 }
 

@@ -41,24 +41,12 @@ const PROMETHEUS: &str = "127.0.0.1:9090";
 /// not discipline: whether they are raised depends on the machine.
 const MACHINE_ALERTS: [&str; 2] = ["ClockKernelNotSynchronising", "ClockKernelFreeRunning"];
 
-fn rule_files() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
-    let mut v: Vec<String> = std::fs::read_dir(&dir)
-        .expect("alerts/")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".rules.yml"))
-        .map(|p| p.display().to_string())
-        .collect();
-    v.sort();
-    assert!(v.len() >= 2, "{v:?}");
-    v
-}
-
 fn start_prometheus(root: &Path, ns: &Netns, dir: &TempDir) -> Proc {
-    let rules = rule_files()
+    let files = common::rule_files();
+    assert!(files.len() >= 2, "{files:?}");
+    let rules = files
         .iter()
-        .map(|f| format!("  - {f}"))
+        .map(|f| format!("  - {}", f.display()))
         .collect::<Vec<_>>()
         .join("\n");
     let config = format!(
@@ -87,17 +75,6 @@ fn start_prometheus(root: &Path, ns: &Netns, dir: &TempDir) -> Proc {
     proc
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// A Prometheus HTTP API call from inside the namespace; its `data`.
 fn api(ns: &Netns, path: String) -> Value {
     let (status, body) =
@@ -109,7 +86,10 @@ fn api(ns: &Netns, path: String) -> Value {
 
 /// An instant query's result vector.
 fn query(ns: &Netns, expr: &str) -> Vec<Value> {
-    api(ns, format!("/api/v1/query?query={}", encode(expr)))["result"]
+    api(
+        ns,
+        format!("/api/v1/query?query={}", common::percent_encode(expr)),
+    )["result"]
         .as_array()
         .cloned()
         .unwrap_or_default()

@@ -51,6 +51,20 @@ pub fn rule_files() -> Vec<PathBuf> {
     files("alerts", ".rules.yml")
 }
 
+/// Percent-encodes a query-string value (RFC 3986's unreserved bytes
+/// stay as they are).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// `alerts/tests/*.yml`.
 pub fn rule_test_files() -> Vec<PathBuf> {
     files("alerts/tests", ".yml")
