@@ -35,12 +35,21 @@ fn chronyc_offset(sources: &str, addr: &str) -> Option<f64> {
 
 /// A client of an honest chronyd server (a) and of the skewed responder
 /// (b, 11.5 s ahead).
+///
+/// chronyd selects a source alone once it has three samples of it and the
+/// others lag by more than one (its initial polls are spread at random), and
+/// under `-x` then corrects its virtual clock by that source's 11.5 s: the
+/// other's measurements would be taken against a clock 11.5 s off.
+/// `minsources 2` keeps it from synchronising to one of two disagreeing
+/// sources, so what it measures is against the real clock. ntpd with
+/// `disable ntp` never corrects its clock.
 fn lab(daemon: Daemon) -> Lab {
-    Lab::builder()
-        .client(daemon)
-        .honest("a")
-        .skewed("b", 11.5)
-        .build()
+    let builder = Lab::builder().client(daemon);
+    let builder = match daemon {
+        Daemon::Chronyd => builder.client_conf("minsources 2"),
+        Daemon::Ntpd => builder,
+    };
+    builder.honest("a").skewed("b", 11.5).build()
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //!     .skewed("b", 11.5)
 //!     .build();
 //! let exporter = lab.exporter(&[]);
-//! let b = lab.addr("b"); // 192.0.2.12
+//! let b = lab.addr("b"); // 192.0.2.12, the first of the skewed pool
 //! ```
 //!
 //! Every host is a namespace linked to the client's. The client polls
@@ -18,11 +18,13 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::daemons::{Chronyd, Daemon, Ntpd, SERVE_LOCAL_CLOCK, honest_server_conf};
 use super::exporter::Exporter;
 use super::netns::{Netns, link};
 use super::plan;
+use super::process::wait_for;
 use super::responder::SkewedServer;
 
 /// What a host of the lab is.
@@ -169,6 +171,7 @@ impl LabBuilder {
         for (i, (name, role)) in self.roles.iter().enumerate() {
             lab.add_host(name, *role, self.address(i));
         }
+        lab.wait_for_honest_servers();
         if let Some(daemon) = self.daemon {
             let conf = self.client_config(daemon, &lab);
             let (root, ns) = (&lab.root, &lab.client);
@@ -280,6 +283,30 @@ impl Lab {
             running,
             ns,
         });
+    }
+
+    /// Waits until every honest server has synchronised to its reference.
+    /// Until then it answers as unsynchronised, and a client started
+    /// earlier could select a skewed responder alone (its samples are the
+    /// only valid ones) and follow it: then the honest server's first
+    /// measurements are taken against a clock 11.5 s off.
+    fn wait_for_honest_servers(&self) {
+        for h in self.hosts.iter().filter(|h| h.role == Role::Honest) {
+            let Running::Honest(chronyd, _) = &h.running else {
+                unreachable!("an honest host runs chronyd and its reference")
+            };
+            wait_for(
+                &format!("honest server {} synchronised", h.name),
+                Duration::from_secs(20),
+                || {
+                    let t = chronyd.chronyc(&self.root, &h.ns, &["-n", "tracking"]);
+                    let synced = t.lines().any(|l| {
+                        l.starts_with("Leap status") && l.trim_end().ends_with(": Normal")
+                    });
+                    synced.then_some(())
+                },
+            );
+        }
     }
 
     /// The address of a host, from the plan.
