@@ -77,6 +77,21 @@ impl PeerState {
             PeerState::Rejected => "rejected",
         }
     }
+
+    /// The state as one number (`clock_peer_state_code`): its place in
+    /// [`Self::ALL`], from 1. Survivors of selection are 1 to 4.
+    pub fn code(self) -> u8 {
+        match self {
+            PeerState::Selected => 1,
+            PeerState::Candidate => 2,
+            PeerState::Backup => 3,
+            PeerState::Outlier => 4,
+            PeerState::Falseticker => 5,
+            PeerState::Excess => 6,
+            PeerState::Unreachable => 7,
+            PeerState::Rejected => 8,
+        }
+    }
 }
 
 /// What a peer is.
@@ -277,6 +292,11 @@ metrics! {
             ["daemon", "peer", "state"],
             "Selection state of the peer, 1 for the current state."
         ),
+        PEER_STATE_CODE: Gauge(
+            "clock_peer_state_code",
+            ["daemon", "peer"],
+            "Selection state of the peer as one number: 1 selected, 2 candidate, 3 backup, 4 outlier (1-4 survived selection), 5 falseticker, 6 excess, 7 unreachable, 8 rejected."
+        ),
         PEER_INFO: Gauge(
             "clock_peer_info",
             ["daemon", "peer", "kind", "refid"],
@@ -352,6 +372,11 @@ impl DaemonReport {
                 );
             }
             out.push(state);
+            out.push(
+                PEER_STATE_CODE
+                    .family()
+                    .with(l.clone(), f64::from(p.state.code())),
+            );
             out.push(
                 PEER_INFO
                     .family()
@@ -462,6 +487,9 @@ mod tests {
         );
         assert_eq!(states.value(&["ntpd", "192.0.2.2", "selected"]), Some(0.0));
         assert_eq!(states.value(&["ntpd", "192.0.2.1", "selected"]), Some(1.0));
+        let codes = find(&f, &PEER_STATE_CODE).expect("state codes");
+        assert_eq!(codes.value(&["ntpd", "192.0.2.1"]), Some(1.0));
+        assert_eq!(codes.value(&["ntpd", "192.0.2.2"]), Some(5.0));
         assert_eq!(
             find(&f, &PEER_REACH).and_then(|f| f.value(&["ntpd", "192.0.2.1"])),
             Some(1.0)
@@ -478,6 +506,19 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn state_codes_follow_the_one_hot_order_and_survivors_come_first() {
+        let codes: Vec<u8> = PeerState::ALL.iter().map(|s| s.code()).collect();
+        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8]);
+        // The rules count `clock_peer_state_code <= 4` as usable sources.
+        let survivors: Vec<&str> = PeerState::ALL
+            .iter()
+            .filter(|s| s.code() <= 4)
+            .map(|s| s.label())
+            .collect();
+        assert_eq!(survivors, ["selected", "candidate", "backup", "outlier"]);
     }
 
     #[test]
