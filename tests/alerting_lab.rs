@@ -42,7 +42,7 @@ const PROMETHEUS: &str = "127.0.0.1:9090";
 const MACHINE_ALERTS: [&str; 2] = ["ClockKernelNotSynchronising", "ClockKernelFreeRunning"];
 
 fn start_prometheus(root: &Path, ns: &Netns, dir: &TempDir) -> Proc {
-    let files = common::rule_files();
+    let files = common::rule_files_evaluated_every(dir.path(), "1s");
     assert!(files.len() >= 2, "{files:?}");
     let rules = files
         .iter()

@@ -28,9 +28,10 @@ const RUNBOOK_BASE: &str = "https://example.invalid/clock_exporter/blob/main/doc
 
 /// Series that neither the exporter nor a recording rule produces, and that
 /// rules and dashboards may still name: Prometheus writes them itself.
-const PROMETHEUS_SERIES: [&str; 2] = [
-    "up",     // per target, by every scrape (ClockExporterDown)
-    "ALERTS", // per alert, by the rule manager (the "firing alerts" panels)
+const PROMETHEUS_SERIES: [&str; 3] = [
+    "up",                      // per target, by every scrape (ClockExporterDown)
+    "scrape_duration_seconds", // per target, by every scrape (ClockOffsetFromPrometheus)
+    "ALERTS",                  // per alert, by the rule manager (the "firing alerts" panels)
 ];
 
 /// Labels every series carries besides its own: the target's, and the

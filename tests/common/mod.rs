@@ -51,6 +51,35 @@ pub fn rule_files() -> Vec<PathBuf> {
     files("alerts", ".rules.yml")
 }
 
+/// Copies of `alerts/*.rules.yml` in `dir` whose groups evaluate at
+/// `every` (e.g. "1s") instead of their own `interval:` (once a minute, the
+/// day-long lookbacks every five): a lab that scrapes every second sees its
+/// alerts go pending within seconds, as a fleet's would within a minute.
+pub fn rule_files_evaluated_every(dir: &Path, every: &str) -> Vec<PathBuf> {
+    rule_files()
+        .iter()
+        .map(|src| {
+            let text = std::fs::read_to_string(src).expect("read rule file");
+            let mut replaced = 0;
+            let text: String = text
+                .lines()
+                .map(|l| {
+                    if l.starts_with("    interval: ") {
+                        replaced += 1;
+                        format!("    interval: {every}\n")
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
+                .collect();
+            assert!(replaced > 0, "{} declares no group interval", src.display());
+            let dst = dir.join(src.file_name().expect("a file name"));
+            std::fs::write(&dst, text).expect("write rule file");
+            dst
+        })
+        .collect()
+}
+
 /// Percent-encodes a query-string value (RFC 3986's unreserved bytes
 /// stay as they are).
 pub fn percent_encode(s: &str) -> String {
