@@ -426,9 +426,7 @@ impl<'a> Bracket<'a> {
         let sel = "clock_chrony_tracking_reference_time_seconds{daemon=\"chronyd\"}";
         sample(self.before, sel) != sample(self.after, sel)
     }
-}
 
-impl Bracket<'_> {
     fn values(&self, selector: &str) -> (f64, f64) {
         let a = sample(self.before, selector).unwrap_or_else(|| panic!("{selector} missing"));
         let b = sample(self.after, selector).unwrap_or_else(|| panic!("{selector} missing"));
