@@ -302,12 +302,117 @@ metrics! {
             ["daemon", "peer", "kind", "refid"],
             "What the peer is (server, peer, pool, refclock, local) and its reference id."
         ),
+        USABLE_SOURCES: Gauge(
+            "clock_sync_usable_sources",
+            ["daemon"],
+            "Sources that survived the daemon's selection (selected, candidate, backup, outlier), the local clock not counted; 0 when none did."
+        ),
+        WORST_CASE_ERROR: Gauge(
+            "clock_sync_worst_case_error_seconds",
+            ["daemon"],
+            "Worst-case error of the local clock as the daemon knows it (the absolute offset plus root dispersion plus half the root delay), in seconds; absent while the daemon is unsynchronised or has no usable source."
+        ),
+        SOURCE_INTERVAL_GAP: Gauge(
+            "clock_sync_source_interval_gap_seconds",
+            ["daemon"],
+            "Largest lower bound minus smallest upper bound of the reachable sources' intervals (offset ± error bound), in seconds: positive when they have no point in common."
+        ),
+        SOURCE_OFFSET_SPREAD: Gauge(
+            "clock_sync_source_offset_spread_seconds",
+            ["daemon"],
+            "Largest minus smallest offset of the reachable sources, in seconds."
+        ),
+        OUTLIER_SOURCE_OFFSET: Gauge(
+            "clock_sync_outlier_source_offset_seconds",
+            ["daemon", "peer"],
+            "Offset of the reachable source whose interval (offset ± error bound) lies farthest from the local clock, named by peer, in seconds (positive when it is ahead)."
+        ),
         SERVER_REQUESTS: Counter(
             "clock_server_requests",
             ["daemon"],
             "NTP requests from clients that this host's daemon received as a server."
         ),
     ];
+}
+
+/// What one daemon's report says about its sources as a whole: the
+/// judgements the alerts and `diagnose` make per host, computed here once
+/// instead of by every Prometheus rule evaluation over every peer series
+/// (docs/performance.md, "The rules at fleet scale").
+///
+/// The sources compared are the *reachable* ones (some of the last eight
+/// polls answered) that have an offset and an error bound, the local clock
+/// excluded: each one's true offset lies in offset ± error bound, as the
+/// daemon itself trusts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceFacts {
+    /// Sources that survived selection (state codes 1 to 4), the local clock
+    /// not counted.
+    pub usable: usize,
+    /// |offset| + root dispersion + root delay / 2 of the local clock, while
+    /// the daemon is synchronised (leap not 3) and has a usable source:
+    /// otherwise its offset is a stale estimate and chronyd's root delay and
+    /// dispersion are placeholders, so the error is unknown, not large.
+    pub worst_case_error_seconds: Option<f64>,
+    /// Marzullo in one number: the largest lower bound minus the smallest
+    /// upper bound. Positive: the sources cannot all be right.
+    pub interval_gap_seconds: Option<f64>,
+    /// Largest minus smallest offset, whatever the bounds.
+    pub offset_spread_seconds: Option<f64>,
+    /// The source whose interval lies farthest from the local clock (0 when
+    /// it contains it), ties broken by the larger |offset| and then by the
+    /// daemon's own order: its index in the report's peers, and its offset.
+    pub outlier: Option<(usize, f64)>,
+}
+
+impl SourceFacts {
+    /// The facts of one report.
+    pub fn of(report: &DaemonReport) -> SourceFacts {
+        let usable = report
+            .peers
+            .iter()
+            .filter(|p| p.kind != PeerKind::Local && p.state.code() <= 4)
+            .count();
+        let worst_case_error_seconds = report.sync.as_ref().and_then(|s| {
+            if s.leap == Some(3) || s.leap.is_none() || usable == 0 {
+                return None;
+            }
+            Some(s.offset_seconds?.abs() + s.root_dispersion_seconds? + s.root_delay_seconds? / 2.0)
+        });
+        // (index, offset, error bound) of every source compared.
+        let compared: Vec<(usize, f64, f64)> = report
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.kind != PeerKind::Local)
+            .filter(|(_, p)| p.reachability_ratio.is_some_and(|r| r > 0.0))
+            .filter_map(|(i, p)| Some((i, p.offset_seconds?, p.error_bound_seconds?)))
+            .filter(|(_, o, b)| o.is_finite() && b.is_finite())
+            .collect();
+        let max_lower = compared.iter().map(|&(_, o, b)| o - b).reduce(f64::max);
+        let min_upper = compared.iter().map(|&(_, o, b)| o + b).reduce(f64::min);
+        let max_offset = compared.iter().map(|&(_, o, _)| o).reduce(f64::max);
+        let min_offset = compared.iter().map(|&(_, o, _)| o).reduce(f64::min);
+        let distance = |o: f64, b: f64| (o.abs() - b).max(0.0);
+        let mut outlier: Option<(usize, f64, f64)> = None;
+        for &(i, o, b) in &compared {
+            let d = distance(o, b);
+            let farther = match outlier {
+                None => true,
+                Some((_, oo, od)) => d > od || (d == od && o.abs() > oo.abs()),
+            };
+            if farther {
+                outlier = Some((i, o, d));
+            }
+        }
+        SourceFacts {
+            usable,
+            worst_case_error_seconds,
+            interval_gap_seconds: max_lower.zip(min_upper).map(|(l, u)| l - u),
+            offset_spread_seconds: max_offset.zip(min_offset).map(|(h, l)| h - l),
+            outlier: outlier.map(|(i, o, _)| (i, o)),
+        }
+    }
 }
 
 /// `clock_daemon_up` for one daemon.
@@ -381,6 +486,38 @@ impl DaemonReport {
                 PEER_INFO
                     .family()
                     .with(labels![d, &address, p.kind.label(), p.refid.clone()], 1.0),
+            );
+        }
+        let facts = SourceFacts::of(self);
+        let l = [LabelValue::from(d)];
+        out.push(
+            USABLE_SOURCES
+                .family()
+                .with(labels![d], facts.usable as f64),
+        );
+        push_opt(
+            &mut out,
+            &WORST_CASE_ERROR,
+            &l,
+            facts.worst_case_error_seconds,
+        );
+        push_opt(
+            &mut out,
+            &SOURCE_INTERVAL_GAP,
+            &l,
+            facts.interval_gap_seconds,
+        );
+        push_opt(
+            &mut out,
+            &SOURCE_OFFSET_SPREAD,
+            &l,
+            facts.offset_spread_seconds,
+        );
+        if let Some((i, offset)) = facts.outlier {
+            out.push(
+                OUTLIER_SOURCE_OFFSET
+                    .family()
+                    .with(labels![d, self.peers[i].address.clone()], offset),
             );
         }
         if let Some(n) = self.server_requests_total {
@@ -519,6 +656,219 @@ mod tests {
             .map(|s| s.label())
             .collect();
         assert_eq!(survivors, ["selected", "candidate", "backup", "outlier"]);
+    }
+
+    /// A reachable server with an offset and an error bound.
+    fn source(addr: &str, state: PeerState, offset: f64, bound: f64) -> Peer {
+        Peer {
+            offset_seconds: Some(offset),
+            error_bound_seconds: Some(bound),
+            ..peer(addr, state)
+        }
+    }
+
+    fn report(sync: Option<SyncStatus>, peers: Vec<Peer>) -> DaemonReport {
+        DaemonReport {
+            daemon: Daemon::Chronyd,
+            sync,
+            peers,
+            server_requests_total: None,
+        }
+    }
+
+    fn synced(offset: f64, root_delay: f64, root_dispersion: f64) -> SyncStatus {
+        SyncStatus {
+            offset_seconds: Some(offset),
+            leap: Some(0),
+            root_delay_seconds: Some(root_delay),
+            root_dispersion_seconds: Some(root_dispersion),
+            reference: "192.0.2.1".into(),
+            ..SyncStatus::default()
+        }
+    }
+
+    #[test]
+    fn source_facts_of_three_honest_servers_and_one_skewed() {
+        // The seed: three servers within a millisecond, one 11.5 s ahead
+        // and rejected; an unreachable one, one without a bound yet, and the
+        // local clock, none of which is compared.
+        let mut unreachable = source("192.0.2.5", PeerState::Unreachable, 40.0, 0.1);
+        unreachable.reachability_ratio = Some(0.0);
+        let mut unbounded = source("192.0.2.6", PeerState::Rejected, -30.0, 0.1);
+        unbounded.error_bound_seconds = None;
+        let mut local = source("LOCL", PeerState::Outlier, 50.0, 0.0);
+        local.kind = PeerKind::Local;
+        let r = report(
+            Some(synced(-0.000_2, 0.010, 0.003)),
+            vec![
+                source("192.0.2.1", PeerState::Selected, 0.000_4, 0.002),
+                source("192.0.2.2", PeerState::Candidate, -0.000_6, 0.003),
+                source("192.0.2.3", PeerState::Outlier, 0.001_0, 0.001),
+                source("192.0.2.4", PeerState::Falseticker, 11.5, 0.25),
+                unreachable,
+                unbounded,
+                local,
+            ],
+        );
+        let f = SourceFacts::of(&r);
+        assert_eq!(f.usable, 3, "the local clock is no source");
+        let wce = f
+            .worst_case_error_seconds
+            .expect("synchronised, with sources");
+        assert!((wce - (0.000_2 + 0.003 + 0.005)).abs() < 1e-12, "{wce}");
+        // Largest lower bound 11.5 - 0.25 (the skewed one), smallest upper
+        // bound 0.001 + 0.001 (the outlier).
+        let gap = f.interval_gap_seconds.expect("gap");
+        assert!((gap - (11.25 - 0.002)).abs() < 1e-12, "{gap}");
+        let spread = f.offset_spread_seconds.expect("spread");
+        assert!((spread - (11.5 + 0.000_6)).abs() < 1e-12, "{spread}");
+        assert_eq!(f.outlier, Some((3, 11.5)));
+
+        let fams = r.families();
+        let one = |d: &'static Desc| find(&fams, d).and_then(|f| f.value(&["chronyd"]));
+        assert_eq!(one(&USABLE_SOURCES), Some(3.0));
+        assert_eq!(one(&WORST_CASE_ERROR), Some(wce));
+        assert_eq!(one(&SOURCE_INTERVAL_GAP), Some(gap));
+        assert_eq!(one(&SOURCE_OFFSET_SPREAD), Some(spread));
+        let outlier = find(&fams, &OUTLIER_SOURCE_OFFSET).expect("outlier");
+        assert_eq!(outlier.samples.len(), 1);
+        assert_eq!(outlier.value(&["chronyd", "192.0.2.4"]), Some(11.5));
+    }
+
+    #[test]
+    fn source_facts_leave_unknowns_absent() {
+        // Unsynchronised: the error is unknown, not large.
+        let peers = vec![source("192.0.2.1", PeerState::Selected, 0.1, 0.01)];
+        let mut s = synced(0.1, 0.01, 0.01);
+        s.leap = Some(3);
+        let f = SourceFacts::of(&report(Some(s), peers.clone()));
+        assert_eq!(f.worst_case_error_seconds, None);
+        assert_eq!(f.usable, 1);
+        // No leap reported, or no root delay: no bound either.
+        let mut s = synced(0.1, 0.01, 0.01);
+        s.leap = None;
+        assert_eq!(
+            SourceFacts::of(&report(Some(s), peers.clone())).worst_case_error_seconds,
+            None
+        );
+        let mut s = synced(0.1, 0.01, 0.01);
+        s.root_delay_seconds = None;
+        assert_eq!(
+            SourceFacts::of(&report(Some(s), peers)).worst_case_error_seconds,
+            None
+        );
+        // Synchronised but no survivor (two that disagree): unknown, and 0
+        // usable, which is what ClockNoUsableSource reads.
+        let r = report(
+            Some(synced(0.1, 0.01, 0.01)),
+            vec![
+                source("192.0.2.1", PeerState::Falseticker, 0.5, 0.01),
+                source("192.0.2.2", PeerState::Falseticker, -0.5, 0.01),
+            ],
+        );
+        let f = SourceFacts::of(&r);
+        assert_eq!((f.usable, f.worst_case_error_seconds), (0, None));
+        assert_eq!(
+            find(&r.families(), &USABLE_SOURCES).and_then(|f| f.value(&["chronyd"])),
+            Some(0.0),
+            "0, not absent, while the daemon answers"
+        );
+        // Nothing to compare: no gap, spread or outlier, and no series.
+        let mut silent = source("192.0.2.1", PeerState::Unreachable, 0.0, 1.0);
+        silent.reachability_ratio = None;
+        let mut nan = source("192.0.2.2", PeerState::Candidate, f64::NAN, 0.1);
+        nan.kind = PeerKind::Pool;
+        let inf = source("192.0.2.3", PeerState::Candidate, 0.1, f64::INFINITY);
+        let r = report(None, vec![silent, nan, inf]);
+        let f = SourceFacts::of(&r);
+        assert_eq!(
+            (
+                f.usable,
+                f.interval_gap_seconds,
+                f.offset_spread_seconds,
+                f.outlier
+            ),
+            (2, None, None, None)
+        );
+        let fams = r.families();
+        for d in [
+            &WORST_CASE_ERROR,
+            &SOURCE_INTERVAL_GAP,
+            &SOURCE_OFFSET_SPREAD,
+            &OUTLIER_SOURCE_OFFSET,
+        ] {
+            assert!(find(&fams, d).is_none(), "{}", d.name);
+        }
+    }
+
+    #[test]
+    fn the_outlier_is_the_farthest_interval_then_the_larger_offset() {
+        // Every interval contains the local clock: the larger |offset| wins,
+        // whichever its sign.
+        let r = report(
+            None,
+            vec![
+                source("192.0.2.1", PeerState::Selected, 0.05, 0.1),
+                source("192.0.2.2", PeerState::Candidate, -0.08, 0.1),
+                source("192.0.2.3", PeerState::Candidate, 0.02, 0.1),
+            ],
+        );
+        assert_eq!(SourceFacts::of(&r).outlier, Some((1, -0.08)));
+        // A tight interval 0.1 away beats a loose one 0.3 away that still
+        // contains the local clock.
+        let r = report(
+            None,
+            vec![
+                source("192.0.2.1", PeerState::Selected, 0.3, 0.5),
+                source("192.0.2.2", PeerState::Candidate, -0.1, 0.001),
+            ],
+        );
+        assert_eq!(SourceFacts::of(&r).outlier, Some((1, -0.1)));
+        // One source: its own interval, gap -2 × bound.
+        let r = report(
+            None,
+            vec![source("192.0.2.1", PeerState::Selected, 0.3, 0.5)],
+        );
+        let f = SourceFacts::of(&r);
+        assert_eq!(f.interval_gap_seconds, Some(-1.0));
+        assert_eq!(f.offset_spread_seconds, Some(0.0));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn source_facts_hold_for_any_peers(
+            peers in proptest::collection::vec(
+                (0u8..8, proptest::option::of(proptest::num::f64::ANY),
+                 proptest::option::of(proptest::num::f64::ANY),
+                 proptest::option::of(0.0f64..=1.0), proptest::bool::ANY),
+                0..12,
+            )
+        ) {
+            let peers: Vec<Peer> = peers
+                .into_iter()
+                .enumerate()
+                .map(|(i, (state, offset, bound, reach, local))| Peer {
+                    kind: if local { PeerKind::Local } else { PeerKind::Server },
+                    state: PeerState::ALL[usize::from(state)],
+                    offset_seconds: offset,
+                    error_bound_seconds: bound,
+                    reachability_ratio: reach,
+                    ..peer(&format!("192.0.2.{i}"), PeerState::Selected)
+                })
+                .collect();
+            let r = report(Some(synced(0.0, 0.0, 0.0)), peers);
+            let f = SourceFacts::of(&r);
+            proptest::prop_assert!(f.usable <= r.peers.len());
+            if let Some(s) = f.offset_spread_seconds {
+                proptest::prop_assert!(s >= 0.0 || s.is_nan());
+            }
+            if let Some((i, o)) = f.outlier {
+                proptest::prop_assert!(r.peers[i].kind != PeerKind::Local);
+                proptest::prop_assert_eq!(r.peers[i].offset_seconds, Some(o));
+            }
+            // Encoding never panics either.
+            let _ = r.families();
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod model {
 
 /// Metric descriptors, families and their encoding.
 pub mod metrics {
-    pub use crate::metrics::{Desc, Encoder, Family, Format, Kind, encode, find};
+    pub use crate::metrics::{Desc, Encoder, Family, Format, Kind, LabelValue, encode, find};
 }
 
 /// The collector trait, the table, and the pure report functions.

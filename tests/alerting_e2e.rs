@@ -200,45 +200,61 @@ fn line(out: &mut String, name: &str, instance: &str, labels: &str, value: f64) 
     .expect("write to a String");
 }
 
-/// A client's daemon and its peers: (address, state, offset, jitter, bound).
+/// A client's daemon and its peers: (address, state, offset, jitter, bound),
+/// as the exporter's own model publishes them (with the facts it computes
+/// per daemon: usable sources, worst-case error, the sources' agreement).
 fn client(out: &mut String, host: &str, daemon: &str, peers: &[(&str, &str, f64, f64, f64)]) {
-    let d = format!("daemon=\"{daemon}\"");
-    line(out, "clock_daemon_up", host, &d, 1.0);
-    line(out, "clock_sync_leap", host, &d, 0.0);
-    line(out, "clock_sync_offset_seconds", host, &d, peers[0].2);
-    line(out, "clock_sync_root_delay_seconds", host, &d, 0.0021);
-    line(out, "clock_sync_root_dispersion_seconds", host, &d, 0.0004);
-    line(out, "clock_sync_frequency_ratio", host, &d, -0.000_012_3);
-    line(
-        out,
-        "clock_sync_frequency_wander_ratio",
-        host,
-        &d,
-        0.000_000_03,
-    );
-    let reference = format!("{d},reference=\"{}\"", peers[0].0);
-    line(out, "clock_sync_info", host, &reference, 1.0);
-    for (peer, state, offset, jitter, bound) in peers {
-        let p = format!("{d},peer=\"{peer}\"");
-        line(out, "clock_peer_offset_seconds", host, &p, *offset);
-        line(out, "clock_peer_jitter_seconds", host, &p, *jitter);
-        line(out, "clock_peer_delay_seconds", host, &p, 0.000_433);
-        line(out, "clock_peer_error_bound_seconds", host, &p, *bound);
-        line(out, "clock_peer_reachability_ratio", host, &p, 1.0);
-        let info = format!("{p},kind=\"server\",refid=\"203.0.113.5\"");
-        line(out, "clock_peer_info", host, &info, 1.0);
-        for s in clock_exporter::testing::model::PeerState::ALL {
-            let l = format!("{p},state=\"{}\"", s.label());
-            line(
-                out,
-                "clock_peer_state",
-                host,
-                &l,
-                f64::from(u8::from(s.label() == *state)),
-            );
-            if s.label() == *state {
-                line(out, "clock_peer_state_code", host, &p, f64::from(s.code()));
+    use clock_exporter::testing::model::{
+        Daemon, DaemonReport, Peer, PeerKind, PeerState, SyncStatus, up_family,
+    };
+    let daemon = match daemon {
+        "ntpd" => Daemon::Ntpd,
+        _ => Daemon::Chronyd,
+    };
+    let report = DaemonReport {
+        daemon,
+        sync: Some(SyncStatus {
+            offset_seconds: Some(peers[0].2),
+            leap: Some(0),
+            root_delay_seconds: Some(0.0021),
+            root_dispersion_seconds: Some(0.0004),
+            frequency_ratio: Some(-0.000_012_3),
+            frequency_wander_ratio: Some(0.000_000_03),
+            reference: peers[0].0.to_owned(),
+            ..SyncStatus::default()
+        }),
+        peers: peers
+            .iter()
+            .map(|&(address, state, offset, jitter, bound)| Peer {
+                address: address.to_owned(),
+                kind: PeerKind::Server,
+                refid: "203.0.113.5".into(),
+                state: PeerState::ALL
+                    .into_iter()
+                    .find(|s| s.label() == state)
+                    .expect("a state label"),
+                stratum: None,
+                offset_seconds: Some(offset),
+                delay_seconds: Some(0.000_433),
+                jitter_seconds: Some(jitter),
+                dispersion_seconds: None,
+                error_bound_seconds: Some(bound),
+                reachability_ratio: Some(1.0),
+                poll_interval_seconds: None,
+            })
+            .collect(),
+        server_requests_total: None,
+    };
+    let mut families = report.families();
+    families.push(up_family(daemon, true));
+    for f in &families {
+        for s in &f.samples {
+            let mut labels = String::new();
+            for (k, v) in f.desc.labels.iter().zip(s.label_values.iter()) {
+                let sep = if labels.is_empty() { "" } else { "," };
+                write!(labels, "{sep}{k}=\"{}\"", v.as_str()).expect("write to a String");
             }
+            line(out, &f.desc.sample_name(), host, &labels, s.value);
         }
     }
 }

@@ -251,7 +251,7 @@ fn honest_lab_is_quiet(daemon: Daemon) {
     // Until the rules have seen three usable sources, and a few more
     // evaluations, so that every group has run over that data.
     wait_for("three usable sources", Duration::from_secs(90), || {
-        let n = value(w.ns(), "instance:clock_usable_sources:count")?;
+        let n = value(w.ns(), "clock_sync_usable_sources")?;
         (n >= 3.0).then_some(())
     });
     std::thread::sleep(Duration::from_secs(5));

@@ -13,11 +13,11 @@ use std::fs;
 use std::process::Command;
 
 use clock_exporter::testing::collector::timex;
-use clock_exporter::testing::metrics::Desc;
-use clock_exporter::testing::model::{PeerKind, PeerState};
+use clock_exporter::testing::metrics::{Desc, LabelValue};
+use clock_exporter::testing::model::{self, PeerKind, PeerState};
 use common::{
     GRAFANA_VARIABLES, Rule, expand_grafana, lab_tool, load_json, load_yaml, name, panels,
-    rule_files, rule_test_files, rules, run,
+    rule_files, rule_test_files, rules, run, test_only_rule_files,
 };
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr, VectorSelector};
@@ -411,7 +411,24 @@ fn rule_tests_load_every_rule_file_and_evaluate_recordings_first() {
             None => groups.push((r.group.clone(), r.alert.is_some())),
         }
     }
-    let all_files: BTreeSet<String> = rule_files().iter().map(|p| name(p)).collect();
+    // The test-only rules (the exporter's facts from raw series) come first.
+    for path in test_only_rule_files() {
+        for g in load_yaml(&path)["groups"].as_vec().expect("groups") {
+            let group = g["name"].as_str().expect("group name").to_owned();
+            let alerting = g["rules"]
+                .as_vec()
+                .expect("rules")
+                .iter()
+                .any(|r| r["alert"].as_str().is_some());
+            assert!(!alerting, "{}: {group} alerts", name(&path));
+            groups.insert(0, (group, false));
+        }
+    }
+    let all_files: BTreeSet<String> = rule_files()
+        .iter()
+        .chain(&test_only_rule_files())
+        .map(|p| name(p))
+        .collect();
     for path in rule_test_files() {
         let doc = load_yaml(&path);
         let files: BTreeSet<String> = doc["rule_files"]
@@ -627,7 +644,8 @@ fn grafana_variables_expand_and_unknown_ones_are_refused() {
 #[ignore = "needs the lab: run scripts/test"]
 fn promtool_checks_and_unit_tests_every_rule_file() {
     let promtool = lab_tool("promtool");
-    for (command, files) in [("check", rule_files()), ("test", rule_test_files())] {
+    let checked = [rule_files(), test_only_rule_files()].concat();
+    for (command, files) in [("check", checked), ("test", rule_test_files())] {
         for f in files {
             let (ok, out) = run(Command::new(&promtool).arg(command).arg("rules").arg(&f));
             assert!(
@@ -702,7 +720,7 @@ fn alertmanager_example_is_valid_and_routes_as_documented() {
             "pager",
         ),
         (
-            "alertname=ClockSourceFreeRunning severity=warning instance=fa:9857 peer=192.0.2.15",
+            "alertname=ClockSourceFreeRunning severity=warning peer=192.0.2.15",
             "tickets",
         ),
         (
@@ -729,4 +747,248 @@ fn alertmanager_example_is_valid_and_routes_as_documented() {
             "{labels} routes to {routed:?}, not {receiver}:\n{out}"
         );
     }
+}
+
+/// A reachable server with an offset and an error bound.
+fn fact_source(i: usize, state: PeerState, offset: f64, bound: f64) -> model::Peer {
+    model::Peer {
+        address: format!("192.0.2.{i}"),
+        kind: PeerKind::Server,
+        refid: "198.51.100.7".into(),
+        state,
+        stratum: Some(2),
+        offset_seconds: Some(offset),
+        delay_seconds: Some(0.001),
+        jitter_seconds: Some(0.001),
+        dispersion_seconds: None,
+        error_bound_seconds: Some(bound),
+        reachability_ratio: Some(1.0),
+        poll_interval_seconds: Some(64.0),
+    }
+}
+
+/// A daemon's status: tracking 192.0.2.1, with the given leap status.
+fn fact_sync(leap: Option<u8>) -> model::SyncStatus {
+    model::SyncStatus {
+        offset_seconds: Some(-0.000_3),
+        stratum: Some(3),
+        leap,
+        root_delay_seconds: Some(0.02),
+        root_dispersion_seconds: Some(0.004),
+        reference: "192.0.2.1".into(),
+        ..model::SyncStatus::default()
+    }
+}
+
+fn fact_report(
+    daemon: model::Daemon,
+    sync: Option<model::SyncStatus>,
+    peers: Vec<model::Peer>,
+) -> model::DaemonReport {
+    model::DaemonReport {
+        daemon,
+        sync,
+        peers,
+        server_requests_total: None,
+    }
+}
+
+/// Reports for the facts cross-check: the seed, a daemon with no majority,
+/// every kind of source that is left out, ties, and random ones.
+fn facts_reports() -> Vec<model::DaemonReport> {
+    use model::Daemon;
+    let source = fact_source;
+    let mut out = vec![
+        // The seed: vA selected, vB 11.5 s ahead and rejected.
+        fact_report(
+            Daemon::Ntpd,
+            Some(fact_sync(Some(0))),
+            vec![
+                source(11, PeerState::Selected, -0.087_076, 0.022_307_5),
+                source(12, PeerState::Falseticker, 11.4876, 9.871_626_5),
+            ],
+        ),
+        // No majority: both falseticker, unsynchronised.
+        fact_report(
+            Daemon::Chronyd,
+            Some(fact_sync(Some(3))),
+            vec![
+                source(11, PeerState::Falseticker, -0.087, 0.02),
+                source(12, PeerState::Falseticker, 11.49, 9.87),
+            ],
+        ),
+        // Every interval contains the local clock: the larger |offset| is
+        // the outlier.
+        fact_report(
+            Daemon::Chronyd,
+            Some(fact_sync(Some(0))),
+            vec![
+                source(1, PeerState::Selected, 0.05, 0.1),
+                source(2, PeerState::Candidate, -0.08, 0.1),
+                source(3, PeerState::Candidate, 0.02, 0.1),
+            ],
+        ),
+    ];
+    // Left out of the comparison: unreachable, unbounded, the local clock;
+    // a reference clock is compared, and no sync status at all.
+    let mut unreachable = source(4, PeerState::Unreachable, 40.0, 0.1);
+    unreachable.reachability_ratio = Some(0.0);
+    let mut silent = source(5, PeerState::Unreachable, -40.0, 0.1);
+    silent.reachability_ratio = None;
+    let mut unbounded = source(6, PeerState::Rejected, -30.0, 0.1);
+    unbounded.error_bound_seconds = None;
+    let mut local = source(7, PeerState::Selected, 50.0, 0.0);
+    local.kind = PeerKind::Local;
+    local.address = "LOCL".into();
+    let mut refclock = source(8, PeerState::Candidate, 0.000_2, 0.000_1);
+    refclock.kind = PeerKind::Refclock;
+    refclock.address = ".GPS.".into();
+    out.push(fact_report(
+        Daemon::Ntpd,
+        None,
+        vec![
+            source(1, PeerState::Selected, 0.001, 0.002),
+            unreachable,
+            silent,
+            unbounded,
+            local,
+            refclock,
+        ],
+    ));
+    // A daemon that answers with no sources at all.
+    out.push(fact_report(
+        Daemon::Chronyd,
+        Some(fact_sync(Some(0))),
+        vec![],
+    ));
+    out.extend(random_reports());
+    out
+}
+
+/// Reports with random sources, the same in every run.
+fn random_reports() -> Vec<model::DaemonReport> {
+    use model::Daemon;
+    let mut out = Vec::new();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for _ in 0..24 {
+        let n = usize::try_from(next(7)).expect("small");
+        let peers = (0..n)
+            .map(|i| {
+                let state = PeerState::ALL[usize::try_from(next(8)).expect("small")];
+                let offset = (next(40_001) as f64 - 20_000.0) / 10_000.0;
+                let bound = (next(10_000) as f64 + 1.0) / 10_000.0;
+                let mut p = fact_source(i + 1, state, offset, bound);
+                p.reachability_ratio = [None, Some(0.0), Some(0.5), Some(1.0)]
+                    [usize::try_from(next(4)).expect("small")];
+                if next(10) == 0 {
+                    p.error_bound_seconds = None;
+                }
+                if next(8) == 0 {
+                    p.kind = PeerKind::Local;
+                }
+                p
+            })
+            .collect();
+        let leap = [None, Some(0), Some(3)][usize::try_from(next(3)).expect("small")];
+        let daemon = if next(2) == 0 {
+            Daemon::Ntpd
+        } else {
+            Daemon::Chronyd
+        };
+        out.push(fact_report(daemon, Some(fact_sync(leap)), peers));
+    }
+    out
+}
+
+/// One series in promtool's notation, on host `h`.
+fn series_of(d: &Desc, h: usize, values: &[&str]) -> String {
+    let mut s = format!("{}{{instance=\"h{h}:9857\",job=\"clock\"", d.sample_name());
+    for (k, v) in d.labels.iter().zip(values) {
+        write!(s, ",{k}=\"{v}\"").expect("write to a String");
+    }
+    s.push('}');
+    s
+}
+
+#[test]
+#[ignore = "needs the lab: run scripts/test"]
+fn the_rule_tests_compute_the_facts_as_the_exporter_does() {
+    // The promtool tests give only what a daemon reports and take the
+    // exporter's per-daemon facts from alerts/tests/exporter-facts.rules.yml.
+    // Here the exporter's model computes them for each report, and promtool
+    // with that file from the same reports' raw series: both must agree,
+    // series for series.
+    let facts = [
+        "clock_sync_usable_sources",
+        "clock_sync_worst_case_error_seconds",
+        "clock_sync_source_interval_gap_seconds",
+        "clock_sync_source_offset_spread_seconds",
+        "clock_sync_outlier_source_offset_seconds",
+    ];
+    let mut input = String::new();
+    let mut expected: BTreeMap<&str, Vec<(String, f64)>> = BTreeMap::new();
+    for (h, r) in facts_reports().iter().enumerate() {
+        let mut fams = r.families();
+        fams.push(model::up_family(r.daemon, true));
+        for f in &fams {
+            for s in &f.samples {
+                let values: Vec<&str> = s.label_values.iter().map(LabelValue::as_str).collect();
+                let series = series_of(f.desc, h, &values);
+                if let Some(fact) = facts.iter().find(|n| **n == f.desc.name) {
+                    expected.entry(fact).or_default().push((series, s.value));
+                } else {
+                    writeln!(
+                        input,
+                        "      - series: '{series}'\n        values: '{}+0x5'",
+                        s.value
+                    )
+                    .expect("write to a String");
+                }
+            }
+        }
+    }
+    for fact in facts {
+        assert!(
+            expected.get(fact).is_some_and(|v| v.len() >= 3),
+            "{fact}: the reports exercise it too little: {:?}",
+            expected.get(fact)
+        );
+    }
+    let mut tests = String::new();
+    for fact in facts {
+        write!(
+            tests,
+            "      - expr: {fact}\n        eval_time: 3m\n        exp_samples:\n"
+        )
+        .expect("write to a String");
+        for (series, value) in &expected[fact] {
+            writeln!(
+                tests,
+                "          - labels: '{series}'\n            value: {value:e}"
+            )
+            .expect("write to a String");
+        }
+    }
+    let dir = common::TempDir::new("exporter-facts");
+    let rules = common::repo().join("alerts/tests/exporter-facts.rules.yml");
+    let file = dir.path().join("facts.test.yml");
+    fs::write(
+        &file,
+        format!(
+            "rule_files:\n  - {}\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{input}    promql_expr_test:\n{tests}",
+            rules.display()
+        ),
+    )
+    .expect("write the test file");
+    let (ok, out) = run(Command::new(lab_tool("promtool"))
+        .arg("test")
+        .arg("rules")
+        .arg(&file));
+    assert!(ok && out.contains("SUCCESS"), "promtool test rules:\n{out}");
 }

@@ -94,9 +94,16 @@ pub fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// `alerts/tests/*.yml`.
+/// `alerts/tests/*.test.yml`.
 pub fn rule_test_files() -> Vec<PathBuf> {
-    files("alerts/tests", ".yml")
+    files("alerts/tests", ".test.yml")
+}
+
+/// The test-only rules the rule tests load besides the shipped ones: what
+/// the exporter computes per daemon, spelled in PromQL from the raw series
+/// (`alerts/tests/exporter-facts.rules.yml`).
+pub fn test_only_rule_files() -> Vec<PathBuf> {
+    files("alerts/tests", ".rules.yml")
 }
 
 /// `dashboards/*.json`.
