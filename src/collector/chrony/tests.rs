@@ -217,6 +217,8 @@ fn a_server_on_its_local_clock_has_a_local_peer() {
         ..Snapshot::default()
     });
     let f = r.families();
+    // The reference is the local peer's label: peer:clock_peer_free_running:bool
+    // joins the two to know the server serves its own clock.
     assert_eq!(
         find(&f, &model::SYNC_INFO).and_then(|x| x.value(&["chronyd", "LOCL"])),
         Some(1.0)

@@ -903,3 +903,41 @@ async fn replayed_served_ntpd_publishes_its_clients_and_keeps_the_count() {
     };
     assert!(why.starts_with("association 17767 counters:"), "{why}");
 }
+
+#[test]
+fn a_server_on_its_local_clock_names_it_as_its_reference() {
+    // peer:clock_peer_free_running:bool knows a server serves its own clock
+    // when clock_sync_info's reference is the `peer` label of its local
+    // clock: ntpd's sys.peer is the LOCAL driver, labelled by its refid.
+    let reading = Reading {
+        system: Some(SystemVariables::from_variables(&Variables::parse(
+            // A refid other than the peer's, so that the reference can
+            // only come from the sys.peer association.
+            b"leap=00, stratum=11, refid=X, peer=7",
+        ))),
+        peers: vec![
+            PeerReading {
+                assoc_id: AssocId(7),
+                // sys.peer (selection 6), reachable.
+                status: PeerStatus(0x9614),
+                variables: base([127, 127, 1, 0], "LOCL"),
+            },
+            PeerReading {
+                assoc_id: AssocId(8),
+                status: PeerStatus(0x8011),
+                variables: PeerVariables {
+                    reach: Some(Reach(0)),
+                    ..base([192, 0, 2, 42], "INIT")
+                },
+            },
+        ],
+        ..Reading::default()
+    };
+    let r = reading.report(None);
+    let local = &r.peers[0];
+    assert_eq!(
+        (local.address.as_str(), local.kind, local.state),
+        ("LOCL", PeerKind::Local, PeerState::Selected)
+    );
+    assert_eq!(r.sync.expect("system variables").reference, local.address);
+}
