@@ -435,8 +435,8 @@ impl DaemonReport {
     pub fn families(&self) -> Vec<Family> {
         let d = self.daemon.label();
         let mut out = Vec::new();
+        let l = [LabelValue::from(d)];
         if let Some(s) = &self.sync {
-            let l = [LabelValue::from(d)];
             push_opt(&mut out, &SYNC_OFFSET, &l, s.offset_seconds);
             push_opt(&mut out, &SYNC_STRATUM, &l, s.stratum.map(f64::from));
             push_opt(&mut out, &SYNC_LEAP, &l, s.leap.map(f64::from));
@@ -489,12 +489,7 @@ impl DaemonReport {
             );
         }
         let facts = SourceFacts::of(self);
-        let l = [LabelValue::from(d)];
-        out.push(
-            USABLE_SOURCES
-                .family()
-                .with(labels![d], facts.usable as f64),
-        );
+        push_opt(&mut out, &USABLE_SOURCES, &l, Some(facts.usable as f64));
         push_opt(
             &mut out,
             &WORST_CASE_ERROR,

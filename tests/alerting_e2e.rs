@@ -247,14 +247,16 @@ fn client(out: &mut String, host: &str, daemon: &str, peers: &[(&str, &str, f64,
     };
     let mut families = report.families();
     families.push(up_family(daemon, true));
+    let target = format!("job=\"clock\",instance=\"{host}\"");
     for f in &families {
         for s in &f.samples {
-            let mut labels = String::new();
-            for (k, v) in f.desc.labels.iter().zip(s.label_values.iter()) {
-                let sep = if labels.is_empty() { "" } else { "," };
-                write!(labels, "{sep}{k}=\"{}\"", v.as_str()).expect("write to a String");
-            }
-            line(out, &f.desc.sample_name(), host, &labels, s.value);
+            let values: Vec<&str> = s
+                .label_values
+                .iter()
+                .map(clock_exporter::testing::metrics::LabelValue::as_str)
+                .collect();
+            let series = common::series_text(f.desc, &target, &values);
+            writeln!(out, "{series} {}", s.value).expect("write to a String");
         }
     }
 }

@@ -906,16 +906,6 @@ fn random_reports() -> Vec<model::DaemonReport> {
     out
 }
 
-/// One series in promtool's notation, on host `h`.
-fn series_of(d: &Desc, h: usize, values: &[&str]) -> String {
-    let mut s = format!("{}{{instance=\"h{h}:9857\",job=\"clock\"", d.sample_name());
-    for (k, v) in d.labels.iter().zip(values) {
-        write!(s, ",{k}=\"{v}\"").expect("write to a String");
-    }
-    s.push('}');
-    s
-}
-
 #[test]
 #[ignore = "needs the lab: run scripts/test"]
 fn the_rule_tests_compute_the_facts_as_the_exporter_does() {
@@ -925,12 +915,13 @@ fn the_rule_tests_compute_the_facts_as_the_exporter_does() {
     // with that file from the same reports' raw series: both must agree,
     // series for series.
     let facts = [
-        "clock_sync_usable_sources",
-        "clock_sync_worst_case_error_seconds",
-        "clock_sync_source_interval_gap_seconds",
-        "clock_sync_source_offset_spread_seconds",
-        "clock_sync_outlier_source_offset_seconds",
-    ];
+        &model::USABLE_SOURCES,
+        &model::WORST_CASE_ERROR,
+        &model::SOURCE_INTERVAL_GAP,
+        &model::SOURCE_OFFSET_SPREAD,
+        &model::OUTLIER_SOURCE_OFFSET,
+    ]
+    .map(|d| d.name);
     let mut input = String::new();
     let mut expected: BTreeMap<&str, Vec<(String, f64)>> = BTreeMap::new();
     for (h, r) in facts_reports().iter().enumerate() {
@@ -939,7 +930,11 @@ fn the_rule_tests_compute_the_facts_as_the_exporter_does() {
         for f in &fams {
             for s in &f.samples {
                 let values: Vec<&str> = s.label_values.iter().map(LabelValue::as_str).collect();
-                let series = series_of(f.desc, h, &values);
+                let series = common::series_text(
+                    f.desc,
+                    &format!("instance=\"h{h}:9857\",job=\"clock\""),
+                    &values,
+                );
                 if let Some(fact) = facts.iter().find(|n| **n == f.desc.name) {
                     expected.entry(fact).or_default().push((series, s.value));
                 } else {

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,6 +21,7 @@ pub mod lab;
 #[allow(unused_imports)] // tests/rules.rs names it `common::TempDir`
 pub use lab::TempDir;
 
+use clock_exporter::testing::metrics::Desc;
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -92,6 +94,19 @@ pub fn percent_encode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// One sample of a family in the text notation Prometheus and promtool
+/// read: `name{first,label="value",…}`, where `first` (the target's labels,
+/// or empty) comes before the family's own labels.
+pub fn series_text(desc: &Desc, first: &str, values: &[&str]) -> String {
+    let mut s = format!("{}{{{first}", desc.sample_name());
+    for (k, v) in desc.labels.iter().zip(values) {
+        let sep = if s.ends_with('{') { "" } else { "," };
+        write!(s, "{sep}{k}=\"{v}\"").expect("write to a String");
+    }
+    s.push('}');
+    s
 }
 
 /// `alerts/tests/*.test.yml`.
