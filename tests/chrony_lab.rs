@@ -423,8 +423,17 @@ impl<'a> Bracket<'a> {
 
     /// Whether chronyd updated its clock between the two scrapes.
     fn updated(&self) -> bool {
-        let sel = "clock_chrony_tracking_reference_time_seconds{daemon=\"chronyd\"}";
-        sample(self.before, sel) != sample(self.after, sel)
+        let (a, b) = self.reference_times();
+        a != b
+    }
+
+    /// chronyd's reference time in both scrapes; a scrape without it is a
+    /// failure, or every bracket would count as one without a clock update.
+    fn reference_times(&self) -> (f64, f64) {
+        let sel = "clock_chrony_tracking_reference_time_seconds";
+        let get =
+            |body: &str| sample(body, sel).unwrap_or_else(|| panic!("{sel} missing in {body}"));
+        (get(self.before), get(self.after))
     }
 
     fn values(&self, selector: &str) -> (f64, f64) {
