@@ -59,7 +59,8 @@ pub fn timeout(m: &ArgMatches, id: &str) -> Result<Duration, String> {
 }
 
 /// Parses a duration the way Prometheus writes them: a number and a unit
-/// (`ms`, `s`, `m`, `h`), e.g. `500ms`, `5s`, `1m`; decimals allowed.
+/// (`ms`, `s`, `m`, `h`, and `us` for the few flags finer than Prometheus
+/// goes), e.g. `500ms`, `5s`, `1m`; decimals allowed.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -70,11 +71,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{s:?}: not a number followed by a unit"))?;
     let secs = match unit {
+        "us" | "µs" => n / 1e6,
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use us, ms, s, m or h)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
@@ -89,6 +95,7 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("20us"), Ok(Duration::from_micros(20)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("5d").is_err());

@@ -5,8 +5,11 @@ pub mod chrony;
 pub mod clocksource;
 pub mod daemon;
 pub mod flags;
+pub mod kmsg;
 pub mod listing;
 pub mod ntpd;
+pub mod ptp_kvm;
+pub mod rate;
 pub mod time;
 pub mod timex;
 
@@ -153,6 +156,9 @@ pub static REGISTRY: &[Registration] = &[
     timex::REGISTRATION,
     time::REGISTRATION,
     clocksource::REGISTRATION,
+    kmsg::REGISTRATION,
+    rate::REGISTRATION,
+    ptp_kvm::REGISTRATION,
     ntpd::REGISTRATION,
     chrony::REGISTRATION,
 ];

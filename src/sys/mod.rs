@@ -1,13 +1,16 @@
 //! The only place that touches the operating system: files under the
-//! configured roots, the adjtimex system call, CPUID, clocks, interfaces,
+//! configured roots, the adjtimex system call, CPUID, clocks, the kernel log, interfaces,
 //! and the sockets the time daemons are asked on (mode 6, cmdmon).
 
 pub mod adjtimex;
 pub mod cmdmon;
 pub mod cpuid;
 pub mod fs;
+pub mod kmsg;
 pub mod mode6;
 pub mod net;
+pub mod ptp;
+pub mod tsc;
 
 /// Why a daemon's channel (mode 6, cmdmon) could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
