@@ -289,6 +289,27 @@ fn server(out: &mut String, host: &str, address: &str, clocksource: &str, elapse
         "daemon=\"ntpd\"",
         0.000_000_02,
     );
+    // The probes of a healthy guest: its clocksource follows the TSC, the
+    // kernel log shows only the boot-time switch, its host is 20 µs ahead.
+    let cs = format!("clocksource=\"{clocksource}\"");
+    for (name, value) in [
+        ("clock_rate_raw_residual_seconds", 0.000_000_4),
+        ("clock_rate_raw_largest_step_seconds", 0.000_000_1),
+        ("clock_rate_tsc_frequency_hertz", 2_596_098_000.0),
+        ("clock_rate_monotonic_frequency_ratio", 0.000_012),
+        ("clock_rate_window_seconds", 900.0),
+        ("clock_kmsg_clocksource_switches_total", 1.0),
+        ("clock_kmsg_clocksource_unstable_total", 0.0),
+        (
+            "clock_kmsg_clocksource_last_switch_timestamp_seconds",
+            1.7e9,
+        ),
+    ] {
+        line(out, name, host, &cs, value);
+    }
+    let ptp = "device=\"ptp0\"";
+    line(out, "clock_ptp_kvm_offset_seconds", host, ptp, 0.000_02);
+    line(out, "clock_ptp_kvm_delay_seconds", host, ptp, 0.000_004);
 }
 
 impl Fleet {
