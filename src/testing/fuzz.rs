@@ -21,6 +21,7 @@ use crate::collector::clocksource::{
     KERNEL, PTP_CLOCK, PTP_KVM, PTP_KVM_NAME, VIRTUALIZATION, boot::boot_params,
     sysfs::is_clocksource_name,
 };
+use crate::collector::kmsg::{self, Tally};
 use crate::collector::ntpd::Reading;
 use crate::collector::ntpd::served::{Event, Served};
 use crate::collector::timex;
@@ -923,6 +924,38 @@ pub fn chrony(data: &[u8]) -> String {
     text
 }
 
+/// `kmsg`: the first piece as `available_clocksource` (the names the
+/// counts are seeded with), then each piece as one record the kernel log
+/// hands out (`collector::kmsg::Tally::add`: the header's parse, the
+/// clocksource messages, the sequence gaps).
+/// The counts stay consistent (no more malformed than read, at most
+/// [`kmsg::MAX_CLOCKSOURCES`] names plus `other`, every name one the
+/// kernel could give), and the families are a valid exposition.
+pub fn kmsg(data: &[u8]) {
+    let mut pieces = split(data, PART);
+    let seed = String::from_utf8_lossy(pieces.next().unwrap_or_default()).into_owned();
+    let mut t = Tally::seeded(seed.split_whitespace().take(64));
+    let mut handed = 0u64;
+    for record in pieces.take(4096) {
+        let before = t.records;
+        t.add(record);
+        assert!(t.records - before <= 1);
+        handed += 1;
+    }
+    assert!(t.records <= handed && t.malformed <= t.records);
+    assert!(t.sources.len() <= kmsg::MAX_CLOCKSOURCES + 1);
+    for c in &t.sources {
+        assert!(
+            c.name == "other" || kmsg::record::name(&c.name).is_some(),
+            "{:?}",
+            c.name
+        );
+        assert!(c.last_switch.is_some() || c.switches == 0);
+        assert!(c.last_unstable.is_some() || c.unstable == 0);
+    }
+    assert_valid_exposition(t.families(1.7e9));
+}
+
 /// The harnesses on the captured fixtures, and every input kept in
 /// `fuzz/regressions/<target>/`: `cargo test` runs what once broke a
 /// target without the fuzzer.
@@ -962,6 +995,7 @@ mod tests {
             "clocksource" => drop(clocksource(data)),
             "ntpd" => drop(ntpd(data)),
             "chrony" => drop(chrony(data)),
+            "kmsg" => kmsg(data),
             other => panic!("no fuzz target {other}"),
         }
     }
@@ -993,6 +1027,28 @@ mod tests {
                 "fuzz/regressions/{name}: every input passes now; delete its OPEN note"
             );
         }
+    }
+
+    #[test]
+    fn the_kmsg_harness_takes_a_log_and_its_hostile_variants() {
+        let log: &[&[u8]] = &[
+            b"tsc kvm-clock bad\x01name",
+            b"6,100,318107,-;clocksource: Switched to clocksource kvm-clock\n",
+            b"4,140,7200000000,-;clocksource: timekeeping watchdog on CPU1: Marking clocksource 'tsc' as unstable because the skew is too large:\n",
+            b"14,141,7300000000,-;clocksource: Switched to clocksource forged\n",
+            b"no header",
+            b"",
+            b"6,99999999999999999999,1,-;x",
+        ];
+        kmsg(&log.join(PART));
+        kmsg(b"");
+        kmsg(PART);
+        // More names than the bound: the rest are `other`.
+        let mut many = vec![b"".to_vec()];
+        for i in 0..40 {
+            many.push(format!("6,{i},{i},-;Switched to clocksource cs{i}").into_bytes());
+        }
+        kmsg(&many.join(PART));
     }
 
     #[test]

@@ -140,13 +140,15 @@ impl Tally {
     /// kernel offers), so a first event is an increase a rule can see.
     pub fn seeded<'a>(names: impl IntoIterator<Item = &'a str>) -> Tally {
         let mut t = Tally::default();
-        for n in names {
+        // A sysfs root may be a copy: its names are checked as the log's are.
+        for n in names.into_iter().filter_map(record::name) {
             t.counts(n);
         }
         t
     }
 
     fn counts(&mut self, name: &str) -> &mut Counts {
+        debug_assert!(record::name(name).is_some() || name == "other");
         let name = if self.sources.iter().any(|c| c.name == name)
             || self.sources.len() < MAX_CLOCKSOURCES
         {

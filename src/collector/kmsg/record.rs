@@ -141,7 +141,7 @@ pub fn event<'a>(record: &Record<'a>) -> Option<Event<'a>> {
 }
 
 /// A clocksource name, if it looks like one.
-fn name(s: &str) -> Option<&str> {
+pub(crate) fn name(s: &str) -> Option<&str> {
     (!s.is_empty()
         && s.len() <= NAME_MAX
         && s.bytes()

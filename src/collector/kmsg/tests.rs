@@ -56,6 +56,13 @@ fn a_demotion_after_boot_is_counted_once_with_its_time() {
 }
 
 #[test]
+fn seeded_names_are_checked_as_the_logs_are() {
+    let t = Tally::seeded(["tsc", "bad name", "x\u{7f}", "", "kvm-clock"]);
+    let names: Vec<&str> = t.sources.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["tsc", "kvm-clock"]);
+}
+
+#[test]
 fn names_beyond_the_bound_are_counted_as_other() {
     let mut t = Tally::default();
     for i in 0..MAX_CLOCKSOURCES + 5 {
