@@ -183,12 +183,19 @@ impl Window {
         if rates.is_empty() {
             return None;
         }
-        rates.sort_by(f64::total_cmp);
+        // Selection, not a sort: the window is pushed to on every sample.
         let n = rates.len();
+        let (below, upper, _) = rates.select_nth_unstable_by(n / 2, f64::total_cmp);
+        let upper = *upper;
         Some(if n % 2 == 1 {
-            rates[n / 2]
+            upper
         } else {
-            f64::midpoint(rates[n / 2 - 1], rates[n / 2])
+            let lower = below
+                .iter()
+                .copied()
+                .max_by(f64::total_cmp)
+                .expect("n >= 2");
+            f64::midpoint(lower, upper)
         })
     }
 
@@ -270,6 +277,27 @@ mod tests {
         assert_eq!(&*s.clocksource, "tsc");
         assert_eq!(w.samples, 200);
         assert_eq!(w.discarded, [0, 0, 0]);
+    }
+
+    #[test]
+    fn the_frequency_is_the_median_of_the_intervals() {
+        let at = |tsc: u64, s: i64| Sample {
+            tsc,
+            raw_ns: s * 1_000_000_000,
+            mono_ns: s * 1_000_000_000,
+            clocksource: "tsc".into(),
+        };
+        let mut w = Window::new(900.0, 20e-6);
+        // Intervals of 1 s at 1.0, then 1.2 GHz: an even count, the midpoint.
+        for s in [at(0, 1), at(1_000_000_000, 2), at(2_200_000_000, 3)] {
+            assert_eq!(w.push(&s), None);
+        }
+        assert_eq!(w.summary().expect("summary").tsc_hz, 1.1e9);
+        // A third interval at 1.1 GHz: odd, the middle one.
+        w.push(&at(3_300_000_000, 4));
+        assert_eq!(w.summary().expect("summary").tsc_hz, 1.1e9);
+        w.push(&at(4_450_000_000, 5));
+        assert_eq!(w.summary().expect("summary").tsc_hz, 1.125e9);
     }
 
     #[test]
