@@ -9,6 +9,7 @@
 
 mod cli;
 mod collector;
+mod diagnose;
 mod http;
 mod metrics;
 mod model;
@@ -30,8 +31,32 @@ use crate::sys::fs::Roots;
 
 /// Parses the process's arguments against the global flags and every
 /// collector's (exits with usage on error, as clap does).
+///
+/// `clock_exporter diagnose [flags]` takes the same flags plus the
+/// verdict's (`diagnose::args`); its log level defaults to `warn`, so a
+/// terminal or Nagios sees the verdict and not the start-up lines.
 pub fn parse_args() -> (Cli, clap::ArgMatches) {
-    cli::parse_from(collector::REGISTRY, std::env::args_os())
+    parse_args_from(std::env::args_os().collect())
+}
+
+fn parse_args_from(mut args: Vec<std::ffi::OsString>) -> (Cli, clap::ArgMatches) {
+    if args.get(1).is_some_and(|a| a == "diagnose") {
+        args.remove(1);
+        let cmd = diagnose::args(cli::command(collector::REGISTRY))
+            .name("clock_exporter diagnose")
+            .bin_name("clock_exporter diagnose")
+            .about(
+                "One collection, then the verdict: can this host's clock be trusted, and why not.",
+            );
+        let m = cmd.get_matches_from(args);
+        let mut cli =
+            <Cli as clap::FromArgMatches>::from_arg_matches(&m).unwrap_or_else(|e| e.exit());
+        if m.value_source("log_level") != Some(clap::parser::ValueSource::CommandLine) {
+            cli.log_level = LogLevel::Warn;
+        }
+        return (cli, m);
+    }
+    cli::parse_from(collector::REGISTRY, args)
 }
 
 /// Installs the global logger on stderr.
@@ -119,15 +144,22 @@ pub fn metrics_table() -> String {
     t
 }
 
-/// Runs the exporter until SIGTERM or SIGINT.
-pub async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<(), String> {
-    http::raise_nofile_limit();
+/// Runs the exporter until SIGTERM or SIGINT, or `diagnose` once; returns
+/// the process's exit code.
+pub async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<u8, String> {
     let ctx = Context {
         roots: Roots {
             procfs: cli.procfs.clone(),
             sysfs: cli.sysfs.clone(),
         },
     };
+    if matches!(
+        matches.try_get_one::<diagnose::Format>("format"),
+        Ok(Some(_))
+    ) {
+        return diagnose::run(&matches, &ctx, cli.scrape_timeout).await;
+    }
+    http::raise_nofile_limit();
     let scraper = Arc::new(Scraper::from_matches(&matches, &ctx, cli.scrape_timeout)?);
     let addrs = cli
         .listen_addresses
@@ -159,7 +191,7 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<(), String> {
         },
     );
     http::serve(listeners, app, shutdown_signal()).await;
-    Ok(())
+    Ok(0)
 }
 
 async fn shutdown_signal() {
@@ -174,5 +206,45 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("received SIGTERM"),
         _ = int.recv() => tracing::info!("received SIGINT"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<std::ffi::OsString> {
+        a.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn diagnose_takes_the_servers_flags_and_its_own() {
+        let (cli, m) = parse_args_from(args(&[
+            "clock_exporter",
+            "diagnose",
+            "--format",
+            "nagios",
+            "--no-collector.ntpd",
+            "--warning-offset",
+            "0.01",
+        ]));
+        assert_eq!(cli.log_level, LogLevel::Warn, "quiet by default");
+        assert_eq!(
+            m.get_one::<diagnose::Format>("format"),
+            Some(&diagnose::Format::Nagios)
+        );
+        assert!(!collector::flags::flag(&m, "collector.ntpd"));
+        assert_eq!(diagnose::limits(&m).offset, (0.01, 0.128));
+        let (cli, _) = parse_args_from(args(&[
+            "clock_exporter",
+            "diagnose",
+            "--log.level",
+            "debug",
+        ]));
+        assert_eq!(cli.log_level, LogLevel::Debug);
+        // The server has no --format.
+        let (cli, m) = parse_args_from(args(&["clock_exporter"]));
+        assert_eq!(cli.log_level, LogLevel::Info);
+        assert!(m.try_get_one::<diagnose::Format>("format").is_err());
     }
 }

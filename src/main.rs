@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     match runtime.block_on(clock_exporter::run(cli, matches)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             tracing::error!(error = %e, "clock_exporter failed");
             std::process::ExitCode::FAILURE

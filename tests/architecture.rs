@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The rooms and what each may use, as docs/architecture.md lists them.
-const RULES: [(&str, &[&str]); 8] = [
+const RULES: [(&str, &[&str]); 9] = [
     ("proto", &[]),
     ("sys", &[]),
     ("metrics", &[]),
@@ -13,6 +13,7 @@ const RULES: [(&str, &[&str]); 8] = [
     ("collector", &["metrics", "model", "proto", "sys"]),
     ("scrape", &["collector", "metrics"]),
     ("http", &["scrape", "metrics"]),
+    ("diagnose", &["collector", "metrics", "model", "scrape"]),
     ("cli", &["collector"]),
 ];
 

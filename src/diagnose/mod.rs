@@ -1,0 +1,123 @@
+//! `clock_exporter diagnose`: one run of every enabled collector (the
+//! server's flags), then a verdict ([`findings`]) judged with the alerts'
+//! thresholds ([`thresholds`]), written as text, JSON or a Nagios plugin's
+//! output ([`render`]). docs/diagnose.md has the findings, the JSON schema
+//! and the Nagios flags.
+
+pub mod findings;
+pub mod render;
+pub mod thresholds;
+
+use std::sync::Arc;
+
+use clap::{Arg, ArgMatches, Command};
+
+use crate::collector::Context;
+use crate::scrape::Scraper;
+use findings::{Limits, verdict};
+
+/// How the verdict is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For a person.
+    Text,
+    /// For a program (docs/diagnose.md has the schema).
+    Json,
+    /// A Nagios plugin's status line with perfdata.
+    Nagios,
+}
+
+fn seconds_flag(id: &'static str, help: &'static str) -> Arg {
+    Arg::new(id)
+        .long(id)
+        .value_name("SECONDS")
+        .value_parser(clap::value_parser!(f64))
+        .help(help)
+}
+
+/// The flags `diagnose` adds to the server's.
+pub fn args(cmd: Command) -> Command {
+    cmd.arg(
+        Arg::new("format")
+            .long("format")
+            .value_parser(clap::value_parser!(Format))
+            .default_value("text")
+            .help("How the verdict is written: text, json or nagios (exit codes 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)"),
+    )
+    .arg(seconds_flag("warning-offset", "Worst-case error (|offset| + root distance) above which the verdict warns (default: ClockOffsetTooLarge's, 0.05)"))
+    .arg(seconds_flag("critical-offset", "Worst-case error above which it is critical (default: 0.128)"))
+    .arg(seconds_flag("warning-jitter", "The daemon's jitter above which it warns (default: not judged)"))
+    .arg(seconds_flag("critical-jitter", "The daemon's jitter above which it is critical"))
+    .arg(
+        Arg::new("warning-stratum")
+            .long("warning-stratum")
+            .value_parser(clap::value_parser!(f64))
+            .help("Stratum above which it warns (default: not judged)"),
+    )
+    .arg(
+        Arg::new("critical-stratum")
+            .long("critical-stratum")
+            .value_parser(clap::value_parser!(f64))
+            .help("Stratum above which it is critical"),
+    )
+    .arg(
+        Arg::new("warning-sources")
+            .long("warning-sources")
+            .value_parser(clap::value_parser!(f64))
+            .help("Usable sources below which it warns (default: ClockTooFewSources', 3)"),
+    )
+    .arg(
+        Arg::new("critical-sources")
+            .long("critical-sources")
+            .value_parser(clap::value_parser!(f64))
+            .help("Usable sources below which it is critical (default: 1, i.e. none usable)"),
+    )
+}
+
+/// The limits the flags give.
+pub fn limits(m: &ArgMatches) -> Limits {
+    let d = Limits::default();
+    let f = |id: &str| m.get_one::<f64>(id).copied();
+    Limits {
+        offset: (
+            f("warning-offset").unwrap_or(d.offset.0),
+            f("critical-offset").unwrap_or(d.offset.1),
+        ),
+        jitter: (f("warning-jitter"), f("critical-jitter")),
+        stratum: (f("warning-stratum"), f("critical-stratum")),
+        sources: (
+            f("warning-sources").unwrap_or(d.sources.0),
+            f("critical-sources").unwrap_or(d.sources.1),
+        ),
+    }
+}
+
+/// Runs one collection and writes the verdict to stdout; returns the
+/// Nagios exit code (also for text and JSON, so scripts can branch on it).
+pub async fn run(
+    m: &ArgMatches,
+    ctx: &Context,
+    timeout: std::time::Duration,
+) -> Result<u8, String> {
+    let scraper = Arc::new(Scraper::from_matches(m, ctx, timeout)?);
+    let families = scraper.scrape().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let limits = limits(m);
+    let v = verdict(&families, now, &limits);
+    let format = m
+        .get_one::<Format>("format")
+        .copied()
+        .unwrap_or(Format::Text);
+    let out = match format {
+        Format::Text => render::text(&v),
+        Format::Json => render::json(&v),
+        Format::Nagios => render::nagios(&v, &limits),
+    };
+    print!("{out}");
+    Ok(render::exit_code(&v))
+}
+
+#[cfg(test)]
+mod tests;
