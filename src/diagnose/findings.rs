@@ -132,7 +132,7 @@ pub struct Verdict {
 }
 
 /// Reads one scrape's families.
-struct View<'a>(&'a [Family]);
+pub(super) struct View<'a>(pub(super) &'a [Family]);
 
 impl<'a> View<'a> {
     fn samples(&self, d: &'static Desc) -> impl Iterator<Item = &'a Sample> + use<'a> {
@@ -140,7 +140,7 @@ impl<'a> View<'a> {
     }
 
     /// The value of `d` whose labels named in `want` have those values.
-    fn value(&self, d: &'static Desc, want: &[(&str, &str)]) -> Option<f64> {
+    pub(super) fn value(&self, d: &'static Desc, want: &[(&str, &str)]) -> Option<f64> {
         self.samples(d)
             .find(|s| want.iter().all(|(k, v)| label(d, s, k) == Some(*v)))
             .map(|s| s.value)
@@ -170,9 +170,14 @@ fn opt_secs(v: Option<f64>) -> String {
 }
 
 /// The daemon that answers: the first with `clock_daemon_up` 1.
-fn daemon_view(v: &View<'_>) -> Option<DaemonView> {
+pub(super) fn first_daemon<'a>(v: &View<'a>) -> Option<&'a str> {
     let up = v.samples(&model::DAEMON_UP).find(|s| s.value == 1.0)?;
-    let daemon = label(&model::DAEMON_UP, up, "daemon")?.to_owned();
+    label(&model::DAEMON_UP, up, "daemon")
+}
+
+/// What the verdict shows of the daemon that answers.
+fn daemon_view(v: &View<'_>) -> Option<DaemonView> {
+    let daemon = first_daemon(v)?.to_owned();
     let d = daemon.as_str();
     let by = [("daemon", d)];
     let reference = v

@@ -5,6 +5,8 @@
 //! and the Nagios flags.
 
 pub mod findings;
+pub mod history;
+pub mod page;
 pub mod render;
 pub mod thresholds;
 

@@ -5,7 +5,6 @@
 //! header size, header-read time.
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -24,6 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::diagnose::{findings, history::History, page};
 use crate::metrics;
 use crate::scrape::{Scraper, VERSION};
 use connections::{Admission, Held, Table};
@@ -61,6 +61,8 @@ pub struct App {
     encoder: metrics::Encoder,
     /// The format of the last `Accept` header negotiated.
     formats: metrics::KeptFormat,
+    /// The offset and error bound of recent scrapes, for the landing page.
+    history: History,
 }
 
 impl App {
@@ -73,6 +75,7 @@ impl App {
             scrapes,
             encoder: metrics::Encoder::default(),
             formats: metrics::KeptFormat::default(),
+            history: History::default(),
         })
     }
 }
@@ -250,11 +253,17 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
         }
     };
     if !is_metrics {
-        let mut r = Response::new(Full::new(if head {
+        let body = if head {
             Bytes::new()
         } else {
-            Bytes::from(landing_page(&app))
-        }));
+            let Some(_permit) = scrape_permit(&app).await else {
+                return Ok(busy());
+            };
+            let families = app.scraper.scrape().await;
+            app.history.record(&families, unix_now());
+            Bytes::from(landing_page(&app, &families))
+        };
+        let mut r = Response::new(Full::new(body));
         r.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
@@ -269,13 +278,10 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
         Bytes::new()
     } else {
         let Some(_permit) = scrape_permit(&app).await else {
-            tracing::debug!("scrape refused: --web.max-requests busy for --web.max-requests-wait");
-            return Ok(text_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "503 too many concurrent scrapes (--web.max-requests, waited --web.max-requests-wait)\n",
-            ));
+            return Ok(busy());
         };
         let families = app.scraper.scrape().await;
+        app.history.record(&families, unix_now());
         app.encoder.encode(families, format)
     };
     let mut r = Response::new(Full::new(body));
@@ -284,6 +290,20 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
         HeaderValue::from_static(format.content_type()),
     );
     Ok(r)
+}
+
+fn busy() -> Resp {
+    tracing::debug!("scrape refused: --web.max-requests busy for --web.max-requests-wait");
+    text_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "503 too many concurrent scrapes (--web.max-requests, waited --web.max-requests-wait)\n",
+    )
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// A turn to scrape: at once when one of `--web.max-requests` is free,
@@ -305,47 +325,39 @@ async fn scrape_permit(app: &App) -> Option<tokio::sync::SemaphorePermit<'_>> {
         .ok()
 }
 
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The landing page: version, link to the metrics, collectors and their last status.
-pub fn landing_page(app: &App) -> String {
-    let path = html_escape(&app.cfg.telemetry_path);
-    let mut rows = String::new();
-    for (name, status) in app.scraper.statuses() {
-        let (state, detail) = match status {
-            None => ("not scraped yet".to_owned(), String::new()),
-            Some(s) if s.success => (
-                format!("ok ({:.3} s)", s.duration.as_secs_f64()),
-                html_escape(s.message.as_str()),
-            ),
-            Some(s) => (
-                format!("failed ({:.3} s)", s.duration.as_secs_f64()),
-                html_escape(s.message.as_str()),
-            ),
-        };
-        let _ = writeln!(
-            rows,
-            "<tr><td>{name}</td><td>{state}</td><td>{detail}</td></tr>"
-        );
-    }
-    format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>clock_exporter</title></head>\n\
-         <body><h1>clock_exporter</h1>\n<p>Version {VERSION}. Can this host's clock be trusted, and why not.</p>\n\
-         <p><a href=\"{path}\">Metrics</a></p>\n<h2>Collectors</h2>\n\
-         <table><tr><th>collector</th><th>last scrape</th><th>detail</th></tr>\n{rows}</table>\n</body></html>\n"
+/// The landing page: the verdict on this scrape, the recent history, and
+/// the collectors with their last status.
+pub fn landing_page(app: &App, families: &[metrics::Family]) -> String {
+    let verdict = findings::verdict(families, unix_now(), &findings::Limits::default());
+    let rows: Vec<page::CollectorRow> = app
+        .scraper
+        .statuses()
+        .into_iter()
+        .map(|(name, status)| {
+            let (state, detail) = match status {
+                None => ("not scraped yet".to_owned(), String::new()),
+                Some(s) if s.success && s.message.as_str().starts_with("no data") => (
+                    format!("no data ({:.3} s)", s.duration.as_secs_f64()),
+                    s.message.as_str().to_owned(),
+                ),
+                Some(s) if s.success => (
+                    format!("ok ({:.3} s)", s.duration.as_secs_f64()),
+                    s.message.as_str().to_owned(),
+                ),
+                Some(s) => (
+                    format!("failed ({:.3} s)", s.duration.as_secs_f64()),
+                    s.message.as_str().to_owned(),
+                ),
+            };
+            (name.to_owned(), state, detail)
+        })
+        .collect();
+    page::landing(
+        &verdict,
+        &app.history.points(),
+        &rows,
+        &app.cfg.telemetry_path,
+        VERSION,
     )
 }
 
@@ -356,7 +368,7 @@ mod tests {
     #[test]
     fn escaping() {
         assert_eq!(
-            html_escape("<a href='x'>&\"</a>"),
+            page::escape("<a href='x'>&\"</a>"),
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
     }
