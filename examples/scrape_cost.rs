@@ -134,8 +134,103 @@ fn main() -> ExitCode {
             .await;
             row(&format!("scrape + encode, {name}"), times);
         }
-        let bytes = Encoder::default().encode(families, Format::Text).len();
+        for (what, times) in landing_costs(families).await {
+            row(what, times);
+        }
+        let bytes = Encoder::default()
+            .encode(scraper.scrape().await, Format::Text)
+            .len();
         println!("\nbody: {bytes} bytes (text 0.0.4)");
         ExitCode::SUCCESS
     })
+}
+
+/// The landing page's costs: the verdict on a scrape's families and its
+/// HTML with a full history (512 points), without the scrape; and one
+/// history record, which every `/metrics` scrape pays.
+async fn landing_costs(
+    families: Vec<clock_exporter::testing::metrics::Family>,
+) -> Vec<(&'static str, (Duration, Duration))> {
+    // The landing page: the verdict on a scrape's families and its
+    // HTML with a full history (512 points), without the scrape.
+    // A daemon with four sources, one a falseticker, as on the lab's
+    // skewed host, so that every part of the page is drawn.
+    let mut families = families;
+    {
+        use clock_exporter::testing::model::{
+            Daemon, DaemonReport, Peer, PeerKind, PeerState, SyncStatus, up_family,
+        };
+        let peer = |i: u8, state| Peer {
+            address: format!("192.0.2.{i}"),
+            kind: PeerKind::Server,
+            refid: "192.0.2.1".into(),
+            state,
+            stratum: Some(2),
+            offset_seconds: Some(if state == PeerState::Falseticker {
+                11.5
+            } else {
+                1e-5
+            }),
+            delay_seconds: Some(2e-4),
+            jitter_seconds: Some(5e-5),
+            dispersion_seconds: Some(1e-4),
+            error_bound_seconds: Some(1e-3),
+            reachability_ratio: Some(1.0),
+            poll_interval_seconds: Some(64.0),
+        };
+        let report = DaemonReport {
+            daemon: Daemon::Chronyd,
+            sync: Some(SyncStatus {
+                offset_seconds: Some(1e-5),
+                stratum: Some(3),
+                leap: Some(0),
+                root_delay_seconds: Some(4e-4),
+                root_dispersion_seconds: Some(6e-4),
+                reference: "192.0.2.11".into(),
+                ..SyncStatus::default()
+            }),
+            peers: vec![
+                peer(11, PeerState::Selected),
+                peer(12, PeerState::Falseticker),
+                peer(13, PeerState::Candidate),
+                peer(14, PeerState::Candidate),
+            ],
+            server_requests_total: None,
+        };
+        families.extend(report.families());
+        families.push(up_family(Daemon::Chronyd, true));
+    }
+    let history = clock_exporter::testing::diagnose::History::default();
+    for i in 0..600 {
+        history.record(&families, f64::from(i) * 15.0);
+    }
+    let page_times = hot_and_cold(|| {
+        let (f, h) = (&families, &history);
+        async move {
+            let v = clock_exporter::testing::diagnose::verdict(
+                f,
+                9000.0,
+                &clock_exporter::testing::diagnose::Limits::default(),
+            );
+            std::hint::black_box(clock_exporter::testing::diagnose::landing(
+                &v,
+                &h.points(),
+                &[],
+                "/metrics",
+                "bench",
+            ));
+        }
+    })
+    .await;
+    let record_times = hot_and_cold(|| {
+        let (f, h) = (&families, &history);
+        async move {
+            h.record(f, 1.0);
+        }
+    })
+    .await;
+    vec![
+        ("landing page: verdict + HTML (no scrape)", page_times),
+        ("history: one scrape recorded", record_times),
+    ]
 }

@@ -50,6 +50,13 @@ pub mod collector {
 /// One scrape of every collector.
 pub use crate::scrape::{Entry, Scraper};
 
+/// The verdict and the landing page.
+pub mod diagnose {
+    pub use crate::diagnose::findings::{Limits, verdict};
+    pub use crate::diagnose::history::History;
+    pub use crate::diagnose::page::landing;
+}
+
 /// The HTTP server.
 pub mod http {
     pub use crate::http::{App, WebConfig, bind, serve};

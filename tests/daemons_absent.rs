@@ -73,7 +73,9 @@ fn absent_ntpd_and_chronyd_are_skipped_alike_and_never_recover() {
     // already shows the later scrapes' words, below).
     let log = exporter.proc.log_text();
     assert!(
-        log.contains(&format!("connection to 127.0.0.1:{ntpd} refused: nothing listens")),
+        log.contains(&format!(
+            "connection to 127.0.0.1:{ntpd} refused: nothing listens"
+        )),
         "{log}"
     );
     assert!(
