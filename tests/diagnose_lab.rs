@@ -46,6 +46,37 @@ fn settles(lab: &Lab, collector: &str, code: i32, words: &[&str]) -> String {
     }
 }
 
+/// On this host, without the lab: a one-shot diagnose samples the TSC for
+/// its `--rate-sample` and reports the probe's short window.
+#[test]
+fn a_one_shot_diagnose_samples_the_tsc() {
+    let out = std::process::Command::new(exporter_bin())
+        .args([
+            "diagnose",
+            "--format",
+            "json",
+            "--no-collector.ntpd",
+            "--no-collector.chrony",
+            "--rate-sample",
+            "2500ms",
+        ])
+        .output()
+        .expect("diagnose runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("json");
+    // No daemon: UNKNOWN, exit 3.
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert_eq!(doc["status"], "UNKNOWN");
+    // The test machines are x86_64 with constant_tsc (the rate collector's
+    // own test says so): readings at 0, 1 and 2 s give a window.
+    let hz = doc["rate"]["tsc_frequency_hertz"]
+        .as_f64()
+        .expect("a frequency");
+    assert!((1e8..1e10).contains(&hz), "{text}");
+    let window = doc["rate"]["window_seconds"].as_f64().expect("a window");
+    assert!((0.9..3.0).contains(&window), "{text}");
+}
+
 fn check_ntp_peer(lab: &Lab) -> (i32, String) {
     let out = lab.client().run(
         "/usr/lib/nagios/plugins/check_ntp_peer",

@@ -112,6 +112,21 @@ pub struct DaemonView {
     pub peers: Vec<PeerView>,
 }
 
+/// What the clock-rate probe measured, when it has a window.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RateView {
+    /// The clocksource it was measured on.
+    pub clocksource: String,
+    /// RAW seconds its window covers.
+    pub window: f64,
+    /// The TSC's frequency as RAW sees it, Hz.
+    pub tsc_hz: Option<f64>,
+    /// CLOCK_MONOTONIC against RAW, minus one.
+    pub monotonic_ratio: Option<f64>,
+    /// RAW's residual against the TSC over the window, s.
+    pub residual: Option<f64>,
+}
+
 /// The whole verdict.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
@@ -127,6 +142,8 @@ pub struct Verdict {
     pub clocksource: Option<String>,
     /// The hypervisor, as the clocksource collector names it.
     pub hypervisor: Option<String>,
+    /// The clock-rate probe's window, if it has one.
+    pub rate: Option<RateView>,
     /// Every finding, the worst first.
     pub findings: Vec<Finding>,
 }
@@ -291,7 +308,19 @@ pub fn verdict(families: &[Family], now: f64, limits: &Limits) -> Verdict {
     }
     out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let status = out.first().map_or(Severity::Ok, |f| f.severity);
+    let rate = v.samples(&rate::WINDOW).next().map(|s| {
+        let cs = label(&rate::WINDOW, s, "clocksource").unwrap_or("");
+        let by = [("clocksource", cs)];
+        RateView {
+            clocksource: cs.to_owned(),
+            window: s.value,
+            tsc_hz: v.value(&rate::TSC_FREQUENCY, &by),
+            monotonic_ratio: v.value(&rate::MONOTONIC_RATIO, &by),
+            residual: v.value(&rate::RESIDUAL, &by),
+        }
+    });
     Verdict {
+        rate,
         status: if status == Severity::Info {
             Severity::Ok
         } else {

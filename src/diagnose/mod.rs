@@ -37,9 +37,20 @@ fn seconds_flag(id: &'static str, help: &'static str) -> Arg {
         .help(help)
 }
 
-/// The flags `diagnose` adds to the server's.
+/// The flags `diagnose` adds to the server's. The clock-rate probe reads
+/// every second instead of every ten, so that a short sample has a few
+/// intervals.
 pub fn args(cmd: Command) -> Command {
-    cmd.arg(
+    cmd.mut_arg("collector.rate.interval", |a| a.default_value("1s"))
+        .arg(
+            Arg::new("rate-sample")
+                .long("rate-sample")
+                .value_name("DURATION")
+                .value_parser(crate::collector::flags::parse_duration)
+                .default_value("3s")
+                .help("How long the clock-rate probe samples before the verdict (0s: not at all); a window this short shows the TSC's frequency and the discipline's rate, not kvm-clock's steps, which need 300 s"),
+        )
+        .arg(
         Arg::new("format")
             .long("format")
             .value_parser(clap::value_parser!(Format))
@@ -102,6 +113,15 @@ pub async fn run(
     timeout: std::time::Duration,
 ) -> Result<u8, String> {
     let scraper = Arc::new(Scraper::from_matches(m, ctx, timeout)?);
+    let sample = m
+        .get_one::<std::time::Duration>("rate-sample")
+        .copied()
+        .unwrap_or_default();
+    if crate::collector::flags::flag(m, "collector.rate") && !sample.is_zero() {
+        // The probe's sampler started with the collector; give it a few
+        // readings.
+        tokio::time::sleep(sample).await;
+    }
     let families = scraper.scrape().await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -200,6 +200,19 @@ pub fn landing(
                 })
         ),
     );
+    if let Some(r) = &v.rate {
+        let _ = writeln!(
+            s,
+            "<p>Clock-rate probe over {:.0} s on {}: the TSC at {} as CLOCK_MONOTONIC_RAW sees it; CLOCK_MONOTONIC runs {} against RAW; RAW moved {} against the TSC.</p>",
+            r.window,
+            escape(&r.clocksource),
+            r.tsc_hz
+                .map_or("unknown".into(), |hz| format!("{:.6} MHz", hz / 1e6)),
+            r.monotonic_ratio
+                .map_or("unknown".into(), |x| format!("{:+.3} ppm", x * 1e6)),
+            secs(r.residual),
+        );
+    }
     s.push_str("<h2>Findings</h2>");
     if v.findings.is_empty() {
         s.push_str("<p>None.</p>\n");
@@ -262,6 +275,7 @@ mod tests {
             }),
             clocksource: Some("kvm-clock".into()),
             hypervisor: Some("kvm".into()),
+            rate: None,
             findings: vec![Finding {
                 severity: Severity::Warning,
                 code: "ClockPeerFalseticker",

@@ -79,6 +79,22 @@ pub fn text(v: &Verdict) -> String {
         v.clocksource.as_deref().unwrap_or("unknown"),
         v.hypervisor.as_deref().unwrap_or("unknown")
     );
+    if let Some(r) = &v.rate {
+        let _ = writeln!(
+            s,
+            "Rate probe ({:.0} s on {}): TSC at {} as CLOCK_MONOTONIC_RAW sees it; CLOCK_MONOTONIC runs {} against RAW",
+            r.window,
+            if r.clocksource.is_empty() {
+                "an unknown clocksource"
+            } else {
+                &r.clocksource
+            },
+            r.tsc_hz
+                .map_or("unknown".into(), |hz| format!("{:.6} MHz", hz / 1e6)),
+            r.monotonic_ratio
+                .map_or("unknown".into(), |x| format!("{:+.3} ppm", x * 1e6)),
+        );
+    }
     if v.findings.is_empty() {
         let _ = writeln!(s, "\nNo findings.");
     }
@@ -118,6 +134,13 @@ pub fn json(v: &Verdict) -> String {
         "daemon": daemon,
         "clocksource": v.clocksource,
         "hypervisor": v.hypervisor,
+        "rate": v.rate.as_ref().map(|r| serde_json::json!({
+            "clocksource": r.clocksource,
+            "window_seconds": r.window,
+            "tsc_frequency_hertz": r.tsc_hz,
+            "monotonic_frequency_ratio": r.monotonic_ratio,
+            "raw_residual_seconds": r.residual,
+        })),
         "findings": v.findings.iter().map(|f| serde_json::json!({
             "severity": f.severity.word(),
             "code": f.code,

@@ -365,3 +365,31 @@ fn a_failing_collector_is_a_finding() {
     );
     assert_eq!(codes(&judged(&f)), ["ClockCollectorFailing"]);
 }
+
+#[test]
+fn the_rate_probe_is_shown_where_it_has_a_window() {
+    let mut f = healthy();
+    assert_eq!(judged(&f).rate, None);
+    for (d, value) in [
+        (&rate::WINDOW, 12.0),
+        (&rate::TSC_FREQUENCY, 2_596_098_123.0),
+        (&rate::MONOTONIC_RATIO, 12.5e-6),
+        (&rate::RESIDUAL, 2e-7),
+    ] {
+        f.push(d.family().with(labels!["tsc"], value));
+    }
+    let v = judged(&f);
+    let r = v.rate.as_ref().expect("a window");
+    assert_eq!((r.clocksource.as_str(), r.window), ("tsc", 12.0));
+    assert_eq!(r.tsc_hz, Some(2_596_098_123.0));
+    let text = render::text(&v);
+    assert!(
+        text.contains("Rate probe (12 s on tsc): TSC at 2596.098123 MHz as CLOCK_MONOTONIC_RAW sees it; CLOCK_MONOTONIC runs +12.500 ppm against RAW"),
+        "{text}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&render::json(&v)).expect("json");
+    assert_eq!(doc["rate"]["tsc_frequency_hertz"], 2_596_098_123.0);
+    assert_eq!(doc["rate"]["window_seconds"], 12.0);
+    // A short window judges no steps: the finding needs 300 s.
+    assert!(!codes(&v).contains(&"ClockSourceSteppedAgainstTsc"));
+}

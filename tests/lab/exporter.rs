@@ -100,9 +100,11 @@ impl Exporter {
             addr,
             netns,
         };
+        // Any answer says it listens; not `/`, whose landing page scrapes,
+        // which would make a test's first scrape the exporter's second.
         wait_for("exporter to answer", Duration::from_secs(10), || {
             exporter.proc.assert_running();
-            exporter.try_get("/", None).ok().map(|_| ())
+            exporter.try_get("/-/not-a-page", None).ok().map(|_| ())
         });
         exporter
     }
