@@ -77,6 +77,29 @@ fn a_one_shot_diagnose_samples_the_tsc() {
     assert!((0.9..3.0).contains(&window), "{text}");
 }
 
+/// A collector that cannot start (here a window too short for the probe)
+/// is Nagios' UNKNOWN with the reason, not a WARNING-coloured crash.
+#[test]
+fn a_bad_flag_is_unknown_to_nagios() {
+    let out = std::process::Command::new(exporter_bin())
+        .args([
+            "diagnose",
+            "--format",
+            "nagios",
+            "--collector.rate.window",
+            "1m",
+        ])
+        .output()
+        .expect("diagnose runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.starts_with("CLOCK UNKNOWN - cannot run the collectors: ")
+            && text.contains("--collector.rate.window must be at least 5m"),
+        "{text}"
+    );
+}
+
 fn check_ntp_peer(lab: &Lab) -> (i32, String) {
     let out = lab.client().run(
         "/usr/lib/nagios/plugins/check_ntp_peer",

@@ -107,12 +107,31 @@ pub fn limits(m: &ArgMatches) -> Limits {
 
 /// Runs one collection and writes the verdict to stdout; returns the
 /// Nagios exit code (also for text and JSON, so scripts can branch on it).
+/// A collector that cannot be built (a bad flag) is UNKNOWN, 3, as the
+/// plugin convention wants, with the reason on the status line.
 pub async fn run(
     m: &ArgMatches,
     ctx: &Context,
     timeout: std::time::Duration,
 ) -> Result<u8, String> {
-    let scraper = Arc::new(Scraper::from_matches(m, ctx, timeout)?);
+    let format = m
+        .get_one::<Format>("format")
+        .copied()
+        .unwrap_or(Format::Text);
+    let scraper = match Scraper::from_matches(m, ctx, timeout) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            if format == Format::Nagios {
+                println!(
+                    "CLOCK UNKNOWN - cannot run the collectors: {}",
+                    e.replace('|', "/")
+                );
+            } else {
+                eprintln!("clock_exporter diagnose: cannot run the collectors: {e}");
+            }
+            return Ok(render::UNKNOWN);
+        }
+    };
     let sample = m
         .get_one::<std::time::Duration>("rate-sample")
         .copied()
@@ -128,10 +147,6 @@ pub async fn run(
         .map_or(0.0, |d| d.as_secs_f64());
     let limits = limits(m);
     let v = verdict(&families, now, &limits);
-    let format = m
-        .get_one::<Format>("format")
-        .copied()
-        .unwrap_or(Format::Text);
     let out = match format {
         Format::Text => render::text(&v),
         Format::Json => render::json(&v),

@@ -9,6 +9,9 @@ use super::findings::{DaemonView, Limits, Severity, Verdict};
 /// The JSON schema's version; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The Nagios plugin's UNKNOWN.
+pub const UNKNOWN: u8 = 3;
+
 /// The Nagios plugin's exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
 /// (no daemon answered and nothing critical was found).
 pub fn exit_code(v: &Verdict) -> u8 {
@@ -16,7 +19,7 @@ pub fn exit_code(v: &Verdict) -> u8 {
         "OK" => 0,
         "WARNING" => 1,
         "CRITICAL" => 2,
-        _ => 3,
+        _ => UNKNOWN,
     }
 }
 
