@@ -94,7 +94,11 @@ pub struct Cli {
 /// The full command: global flags, then the enable flag and options of each
 /// collector in `registry`.
 pub fn command(registry: &[Registration]) -> Command {
-    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut cmd = <Cli as clap::CommandFactory>::command().after_help(
+        "clock_exporter diagnose [these flags] [--format text|json|nagios]: one collection, \
+         then the verdict, as a person, a program or Nagios reads it \
+         (clock_exporter diagnose --help; docs/diagnose.md).",
+    );
     for reg in registry {
         cmd = cmd.args(bool_flag(
             &format!("collector.{}", reg.name),

@@ -43,6 +43,7 @@ fn parse_args_from(mut args: Vec<std::ffi::OsString>) -> (Cli, clap::ArgMatches)
     if args.get(1).is_some_and(|a| a == "diagnose") {
         args.remove(1);
         let cmd = diagnose::args(cli::command(collector::REGISTRY))
+            .after_help("Exit codes in every format: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
             .name("clock_exporter diagnose")
             .bin_name("clock_exporter diagnose")
             .about(
@@ -242,7 +243,9 @@ mod tests {
             "debug",
         ]));
         assert_eq!(cli.log_level, LogLevel::Debug);
-        // The server has no --format.
+        // The server's help points at diagnose; the server has no --format.
+        let help = cli::command(collector::REGISTRY).render_help().to_string();
+        assert!(help.contains("clock_exporter diagnose"), "{help}");
         let (cli, m) = parse_args_from(args(&["clock_exporter"]));
         assert_eq!(cli.log_level, LogLevel::Info);
         assert!(m.try_get_one::<diagnose::Format>("format").is_err());
