@@ -155,12 +155,13 @@ fn build(m: &clap::ArgMatches, ctx: &Context) -> Result<Arc<dyn Collector>, Stri
 fn host_facts(roots: &Roots) -> HostFacts {
     let kvm = matches!(
         crate::sys::cpuid::query(),
-        Some(crate::sys::cpuid::CpuidHypervisor::Signatures(s)) if s.iter().any(|x| x == "KVMKVMKVM")
+        Some(crate::sys::cpuid::CpuidHypervisor::Signatures(s))
+            if super::clocksource::virt::hypervisor_from_signatures(&s) == "kvm"
     );
-    let no_kvmclock = fs::read_text(&roots.proc("cmdline"), 1 << 20).is_ok_and(|t| {
-        let words: Vec<String> = t.split_whitespace().map(str::to_owned).collect();
-        super::clocksource::boot::boot_params(&words).no_kvmclock
-    });
+    let no_kvmclock = fs::read_text(&roots.proc("cmdline"), 1 << 20)
+        .ok()
+        .and_then(|t| super::clocksource::boot::from_cmdline(&t))
+        .is_some_and(|p| p.no_kvmclock);
     let module = roots.sys("module/ptp_kvm").exists();
     HostFacts {
         kvm,
@@ -171,11 +172,11 @@ fn host_facts(roots: &Roots) -> HostFacts {
 
 /// The first PTP clock named as ptp_kvm names its clock.
 fn find_device(roots: &Roots) -> Option<String> {
-    let dir = roots.sys("class/ptp");
-    fs::list_dir(&dir, "ptp")
+    super::clocksource::sysfs::ptp_clocks(roots)
         .ok()?
         .into_iter()
-        .find(|n| fs::read_attr(&dir.join(n).join("clock_name")).is_ok_and(|c| c == PTP_KVM_NAME))
+        .find(|(_, name)| name == PTP_KVM_NAME)
+        .map(|(device, _)| device)
 }
 
 fn reason_of(e: &PtpError) -> &'static str {

@@ -10,16 +10,13 @@
 
 use std::path::Path;
 
-use procfs_core::{FromRead, KernelCmdline};
-
 use crate::collector::chrony::{Monotonic, Snapshot, report};
 use crate::collector::clocksource::sysfs::{DevicePaths, device_families, sanitize};
 use crate::collector::clocksource::virt::{
     VirtEvidence, classify, cpu_families, cpu_flags, first_cpu_block,
 };
 use crate::collector::clocksource::{
-    KERNEL, PTP_CLOCK, PTP_KVM, PTP_KVM_NAME, VIRTUALIZATION, boot::boot_params,
-    sysfs::is_clocksource_name,
+    KERNEL, PTP_CLOCK, PTP_KVM, PTP_KVM_NAME, VIRTUALIZATION, boot, sysfs::is_clocksource_name,
 };
 use crate::collector::kmsg::{self, Tally};
 use crate::collector::ntpd::Reading;
@@ -532,11 +529,9 @@ pub fn clocksource(data: &[u8]) -> String {
     let ok = |r: Option<Result<String, fs::FileError>>| r.and_then(Result::ok);
     let mut families = Vec::new();
 
-    let cmdline =
-        ok(file(part(0), 1 << 20)).and_then(|text| KernelCmdline::from_read(text.as_bytes()).ok());
-    if let (Some(release), Some(cmdline)) = (ok(attr(part(1))), cmdline) {
+    let params = ok(file(part(0), 1 << 20)).and_then(|text| boot::from_cmdline(&text));
+    if let (Some(release), Some(p)) = (ok(attr(part(1))), params) {
         // The labels of `clock_kernel_info`, in its descriptor's order.
-        let p = boot_params(&cmdline.0);
         let yes = |v: bool| LabelValue::from(if v { "true" } else { "false" });
         let (no_kvmclock, vsyscall) = (yes(p.no_kvmclock), yes(p.no_kvmclock_vsyscall));
         let values = [release, p.clocksource, p.tsc].map(LabelValue::from);

@@ -16,6 +16,15 @@ pub struct BootParams {
     pub notsc: bool,
 }
 
+/// The clock parameters of `/proc/cmdline`'s text, split as procfs-core
+/// splits it (quoted values stay whole); `None` when it does not parse.
+pub fn from_cmdline(text: &str) -> Option<BootParams> {
+    use procfs_core::{FromRead, KernelCmdline};
+    KernelCmdline::from_read(text.as_bytes())
+        .ok()
+        .map(|c| boot_params(&c.0))
+}
+
 /// Extracts the clock parameters from a kernel command line. The kernel
 /// treats `-` and `_` alike in parameter names (kernel/params.c, `parameq`),
 /// and everything after a lone `--` belongs to init, not the kernel; the last

@@ -13,8 +13,6 @@ pub(crate) mod virt;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use procfs_core::{FromRead, KernelCmdline};
-
 use super::flags::bool_flag;
 use super::{
     BoxFuture, CollectError, Collected, Collector, Context, Registration, blocking, nonblocking,
@@ -23,7 +21,6 @@ use crate::metrics::{Kept, labels, metrics};
 use crate::sys::cpuid;
 use crate::sys::fs::{self, Roots};
 
-use boot::boot_params;
 use sysfs::{SysfsState, device_families, read_clocksources, read_ptp};
 use virt::{MAX_CPU_BLOCK, VirtEvidence, classify, cpu_families, cpu_flags, first_cpu_block};
 
@@ -129,13 +126,12 @@ fn read_static(roots: &Roots, use_cpuid: bool) -> StaticFacts {
     let release = fs::read_attr(&roots.proc("sys/kernel/osrelease"))
         .map_err(|e| problems.push(e.to_string()))
         .ok();
-    let cmdline = fs::read_text(&roots.proc("cmdline"), 1 << 20)
+    let params = fs::read_text(&roots.proc("cmdline"), 1 << 20)
         .map_err(|e| problems.push(e.to_string()))
         .ok()
-        .and_then(|text| KernelCmdline::from_read(text.as_bytes()).ok());
-    let kernel = match (release, cmdline) {
-        (Some(release), Some(cmdline)) => {
-            let p = boot_params(&cmdline.0);
+        .and_then(|text| boot::from_cmdline(&text));
+    let kernel = match (release, params) {
+        (Some(release), Some(p)) => {
             let b = |v: bool| if v { "true" } else { "false" };
             Some(KERNEL.family().with(
                 labels![

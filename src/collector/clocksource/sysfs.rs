@@ -28,7 +28,7 @@ pub struct ClocksourceDevice {
 const CLOCKSOURCE_DIR: &str = "devices/system/clocksource";
 
 /// Lists the clocksource devices and reads each one's attributes.
-pub(super) fn read_clocksources(roots: &Roots) -> Result<Vec<ClocksourceDevice>, fs::FileError> {
+pub(crate) fn read_clocksources(roots: &Roots) -> Result<Vec<ClocksourceDevice>, fs::FileError> {
     let dir = roots.sys(CLOCKSOURCE_DIR);
     let mut out = Vec::new();
     for device in fs::list_dir(&dir, "clocksource")? {
@@ -210,17 +210,28 @@ fn clocksource_families(devices: &[ClocksourceDevice]) -> Vec<Family> {
     vec![current, available]
 }
 
-pub(super) fn read_ptp(roots: &Roots) -> Result<Vec<Family>, fs::FileError> {
+/// The PTP clocks under `/sys/class/ptp`: each device (`ptp0`) with the
+/// name its driver gives it, sanitised; none when the class is absent.
+pub(crate) fn ptp_clocks(roots: &Roots) -> Result<Vec<(String, String)>, fs::FileError> {
     let dir = roots.sys("class/ptp");
     let devices = match fs::list_dir(&dir, "ptp") {
         Ok(d) => d,
         Err(e) if e.is_missing() => Vec::new(),
         Err(e) => return Err(e),
     };
+    devices
+        .into_iter()
+        .map(|device| {
+            let name = sanitize(&fs::read_attr(&dir.join(&device).join("clock_name"))?);
+            Ok((device, name))
+        })
+        .collect()
+}
+
+pub(super) fn read_ptp(roots: &Roots) -> Result<Vec<Family>, fs::FileError> {
     let mut clocks = PTP_CLOCK.family();
     let mut kvm = false;
-    for device in devices {
-        let name = sanitize(&fs::read_attr(&dir.join(&device).join("clock_name"))?);
+    for (device, name) in ptp_clocks(roots)? {
         kvm |= name == PTP_KVM_NAME;
         clocks.push(labels![device, name], 1.0);
     }

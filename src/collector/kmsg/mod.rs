@@ -22,7 +22,7 @@ use nix::time::{ClockId, clock_gettime};
 
 use super::{BoxFuture, CollectError, Collected, Collector, Context, Registration, nonblocking};
 use crate::metrics::{Family, labels, metrics};
-use crate::sys::fs::{self, Roots};
+use crate::sys::fs::Roots;
 use crate::sys::kmsg::{Kmsg, KmsgError, Next};
 use record::{Event, parse};
 
@@ -166,16 +166,18 @@ impl Tally {
         self.sources.last_mut().expect("just pushed")
     }
 
+    /// Counts one record that could not be parsed (or was too long to be one).
+    pub fn add_malformed(&mut self) {
+        self.records += 1;
+        self.malformed += 1;
+    }
+
     /// Counts one record as read.
     pub fn add(&mut self, raw: &[u8]) {
         let record = match parse(raw) {
             Ok(Some(r)) => r,
             Ok(None) => return,
-            Err(_) => {
-                self.records += 1;
-                self.malformed += 1;
-                return;
-            }
+            Err(_) => return self.add_malformed(),
         };
         self.records += 1;
         if self.first.is_none() {
@@ -290,9 +292,8 @@ fn build(m: &clap::ArgMatches, ctx: &Context) -> Result<Arc<dyn Collector>, Stri
 
 /// The clocksources the kernel offers, to seed the counts.
 fn available(roots: &Roots) -> Vec<String> {
-    let path = roots.sys("devices/system/clocksource/clocksource0/available_clocksource");
-    fs::read_text(&path, 4096)
-        .map(|t| t.split_whitespace().map(str::to_owned).collect())
+    super::clocksource::sysfs::read_clocksources(roots)
+        .map(|devices| devices.into_iter().flat_map(|d| d.available).collect())
         .unwrap_or_default()
 }
 
@@ -325,10 +326,7 @@ impl KmsgCollector {
                 match log.next() {
                     Ok(Next::Record(r)) => state.tally.add(r),
                     Ok(Next::Lost) => {}
-                    Ok(Next::Oversized) => {
-                        state.tally.records += 1;
-                        state.tally.malformed += 1;
-                    }
+                    Ok(Next::Oversized) => state.tally.add_malformed(),
                     Ok(Next::End) => break,
                     Err(e) => {
                         state.log = Err((e, Instant::now()));

@@ -140,13 +140,11 @@ pub fn event<'a>(record: &Record<'a>) -> Option<Event<'a>> {
     None
 }
 
-/// A clocksource name, if it looks like one.
+/// A clocksource name, if it looks like one: the clocksource collector's
+/// check, within the tighter [`NAME_MAX`] of a label a log can bring.
 pub(crate) fn name(s: &str) -> Option<&str> {
-    (!s.is_empty()
-        && s.len() <= NAME_MAX
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
-    .then_some(s)
+    (s.len() <= NAME_MAX && crate::collector::clocksource::sysfs::is_clocksource_name(s))
+        .then_some(s)
 }
 
 #[cfg(test)]

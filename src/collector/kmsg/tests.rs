@@ -82,6 +82,10 @@ fn collector(dir: &TestDir, log: &std::path::Path) -> Arc<KmsgCollector> {
         "sys/devices/system/clocksource/clocksource0/available_clocksource",
         b"tsc kvm-clock \n",
     );
+    dir.write(
+        "sys/devices/system/clocksource/clocksource0/current_clocksource",
+        b"tsc\n",
+    );
     let roots = Roots {
         procfs: dir.path().join("proc"),
         sysfs: dir.path().join("sys"),
