@@ -169,7 +169,8 @@ fn label<'s>(d: &Desc, s: &'s Sample, name: &str) -> Option<&'s str> {
     s.label_values.get(i).map(LabelValue::as_str)
 }
 
-fn secs(v: f64) -> String {
+/// A duration for a person: µs, ms, s or hours.
+pub(super) fn secs(v: f64) -> String {
     let a = v.abs();
     if a >= 7200.0 {
         format!("{:.1} h", v / 3600.0)
@@ -182,8 +183,10 @@ fn secs(v: f64) -> String {
     }
 }
 
-fn opt_secs(v: Option<f64>) -> String {
-    v.map_or_else(|| "unknown".to_owned(), secs)
+/// [`secs`], or `unknown` for a value that is missing or not a number.
+pub(super) fn opt_secs(v: Option<f64>) -> String {
+    v.filter(|x| x.is_finite())
+        .map_or_else(|| "unknown".to_owned(), secs)
 }
 
 /// The daemon that answers: the first with `clock_daemon_up` 1.

@@ -18,6 +18,14 @@ use crate::collector::Context;
 use crate::scrape::Scraper;
 use findings::{Limits, verdict};
 
+/// The wall clock as Unix seconds, for the verdict's "how long ago" and
+/// the history's points.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// How the verdict is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -142,11 +150,8 @@ pub async fn run(
         tokio::time::sleep(sample).await;
     }
     let families = scraper.scrape().await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
     let limits = limits(m);
-    let v = verdict(&families, now, &limits);
+    let v = verdict(&families, unix_now(), &limits);
     let out = match format {
         Format::Text => render::text(&v),
         Format::Json => render::json(&v),

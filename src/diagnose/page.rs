@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::findings::{Severity, Verdict};
+use super::findings::{Severity, Verdict, opt_secs as secs};
 use super::history::Point;
 use super::render;
 
@@ -27,22 +27,6 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
-}
-
-fn secs(v: Option<f64>) -> String {
-    match v {
-        Some(x) if x.is_finite() => {
-            let a = x.abs();
-            if a >= 1.0 {
-                format!("{x:.3} s")
-            } else if a >= 1e-3 {
-                format!("{:.3} ms", x * 1e3)
-            } else {
-                format!("{:.1} µs", x * 1e6)
-            }
-        }
-        _ => "unknown".into(),
-    }
 }
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:60em;color:#222}\

@@ -23,7 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::diagnose::{findings, history::History, page};
+use crate::diagnose::{findings, history::History, page, unix_now};
 use crate::metrics;
 use crate::scrape::{Scraper, VERSION};
 use connections::{Admission, Held, Table};
@@ -298,12 +298,6 @@ fn busy() -> Resp {
         StatusCode::SERVICE_UNAVAILABLE,
         "503 too many concurrent scrapes (--web.max-requests, waited --web.max-requests-wait)\n",
     )
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// A turn to scrape: at once when one of `--web.max-requests` is free,
