@@ -18,6 +18,8 @@ pub enum Daemon {
     Ntpd,
     /// chronyd, over cmdmon.
     Chronyd,
+    /// systemd-timesyncd, over D-Bus.
+    Timesyncd,
 }
 
 impl Daemon {
@@ -26,6 +28,7 @@ impl Daemon {
         match self {
             Daemon::Ntpd => "ntpd",
             Daemon::Chronyd => "chronyd",
+            Daemon::Timesyncd => "timesyncd",
         }
     }
 }

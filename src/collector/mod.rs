@@ -11,6 +11,7 @@ pub mod ntpd;
 pub mod ptp_kvm;
 pub mod rate;
 pub mod time;
+pub mod timesyncd;
 pub mod timex;
 
 use std::fmt;
@@ -161,6 +162,7 @@ pub static REGISTRY: &[Registration] = &[
     ptp_kvm::REGISTRATION,
     ntpd::REGISTRATION,
     chrony::REGISTRATION,
+    timesyncd::REGISTRATION,
 ];
 
 /// Asserts that every family in `families` is one `reg` declares: the

@@ -510,7 +510,7 @@ impl SystemStatus {
 /// Decodes a READSTAT response to association 0: (association id, status)
 /// pairs, two big-endian 16-bit words each.
 pub fn parse_status_list(data: &[u8]) -> Result<Vec<(AssocId, PeerStatus)>, ParseError> {
-    if data.len() % 4 != 0 {
+    if !data.len().is_multiple_of(4) {
         return Err(ParseError::BadStatusListLength { len: data.len() });
     }
     Ok(data

@@ -1,10 +1,11 @@
 //! The only place that touches the operating system: files under the
 //! configured roots, the adjtimex system call, CPUID, clocks, the kernel log, interfaces,
-//! and the sockets the time daemons are asked on (mode 6, cmdmon).
+//! and the channels the time daemons are asked on (mode 6, cmdmon, D-Bus).
 
 pub mod adjtimex;
 pub mod cmdmon;
 pub mod cpuid;
+pub mod dbus;
 pub mod fs;
 pub mod kmsg;
 pub mod mode6;
