@@ -63,7 +63,7 @@ fn message_value(m: &NtpMessage) -> OwnedValue {
 
 /// `NTPMessage` with its fields edited.
 fn edited(m: &NtpMessage, edit: impl FnOnce(&mut Vec<Value<'static>>)) -> OwnedValue {
-    let Value::Structure(s) = Value::try_from(message_value(m)).expect("value") else {
+    let Value::Structure(s) = Value::from(message_value(m)) else {
         unreachable!("NTPMessage is a structure")
     };
     let mut fields = s.into_fields();
