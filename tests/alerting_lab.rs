@@ -131,7 +131,7 @@ fn alerts(ns: &Netns) -> Vec<Alert> {
 fn lab_artefacts(daemon: Daemon) -> &'static [&'static str] {
     match daemon {
         Daemon::Ntpd => &["ClockNotSynchronising"],
-        Daemon::Chronyd => &[],
+        Daemon::Chronyd | Daemon::Timesyncd => &[],
     }
 }
 
@@ -206,14 +206,15 @@ fn survived(body: &str, daemon: Daemon, peer: Ipv4Addr) -> bool {
 /// the daemon's first seconds (every peer still unreachable).
 fn watched(builder: LabBuilder, daemon: Daemon, settled: impl Fn(&Lab, &str) -> bool) -> Watched {
     let lab = builder.client(daemon).build();
-    let socket = match daemon {
-        Daemon::Chronyd => lab.chronyd().socket().display().to_string(),
-        Daemon::Ntpd => String::new(),
+    let flags: Vec<String> = match daemon {
+        Daemon::Ntpd => vec!["--collector.ntpd.address".into(), "127.0.0.1:123".into()],
+        Daemon::Chronyd => vec![
+            "--collector.chrony.socket".into(),
+            lab.chronyd().socket().display().to_string(),
+        ],
+        Daemon::Timesyncd => vec![lab.timesyncd_flag()],
     };
-    let flags: [&str; 2] = match daemon {
-        Daemon::Ntpd => ["--collector.ntpd.address", "127.0.0.1:123"],
-        Daemon::Chronyd => ["--collector.chrony.socket", &socket],
-    };
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let exporter = lab.exporter(&flags);
     wait_for("the daemon to settle", Duration::from_secs(90), || {
         settled(&lab, &exporter.scrape()).then_some(())
@@ -280,6 +281,7 @@ fn honest_lab_is_quiet(daemon: Daemon) {
             assert!(worst < 0.05, "{worst}");
         }
         Daemon::Ntpd => assert_eq!(worst, None, "ntpd under `disable ntp` is unsynchronised"),
+        Daemon::Timesyncd => unreachable!("timesyncd polls one server, not three"),
     }
 }
 

@@ -47,7 +47,7 @@ fn lab(daemon: Daemon) -> Lab {
     let builder = Lab::builder().client(daemon);
     let builder = match daemon {
         Daemon::Chronyd => builder.client_conf("minsources 2"),
-        Daemon::Ntpd => builder,
+        Daemon::Ntpd | Daemon::Timesyncd => builder,
     };
     builder.honest("a").skewed("b", 11.5).build()
 }

@@ -15,6 +15,17 @@ pub fn lib_path(root: &Path) -> PathBuf {
     root.join("usr/lib/x86_64-linux-gnu")
 }
 
+/// `LD_LIBRARY_PATH` for the unpacked systemd programs: their own
+/// `libsystemd-shared` (of exactly their version, which the machine's
+/// systemd may not be) first.
+pub fn systemd_lib_path(root: &Path) -> String {
+    format!(
+        "{}:{}",
+        lib_path(root).join("systemd").display(),
+        lib_path(root).display()
+    )
+}
+
 /// Runs one of the unpacked tools to completion; its stdout, or a panic
 /// with its stderr.
 fn tool_output(what: &str, mut cmd: Command, args: &[&str]) -> String {
@@ -45,6 +56,8 @@ fn configured_dir(tag: &str, file: &str, conf: impl FnOnce(&str) -> String) -> (
 pub enum Daemon {
     Chronyd,
     Ntpd,
+    /// systemd-timesyncd, on a private bus.
+    Timesyncd,
 }
 
 impl Daemon {
@@ -53,6 +66,7 @@ impl Daemon {
         match self {
             Daemon::Chronyd => "chronyd",
             Daemon::Ntpd => "ntpd",
+            Daemon::Timesyncd => "timesyncd",
         }
     }
 
@@ -62,6 +76,9 @@ impl Daemon {
         match self {
             Daemon::Chronyd => "iburst minpoll -2 maxpoll 0",
             Daemon::Ntpd => "iburst minpoll 3 maxpoll 4",
+            // timesyncd takes no options per server (its timesyncd.conf
+            // says how fast it polls).
+            Daemon::Timesyncd => "",
         }
     }
 }
@@ -192,5 +209,141 @@ impl Ntpd {
     /// Runs `ntpq` in the namespace.
     pub fn ntpq(root: &Path, ns: &Netns, args: &[&str]) -> String {
         tool_output("ntpq", Self::ntpq_command(root, ns), args)
+    }
+}
+
+/// A private D-Bus "system" bus: `dbus-daemon` (unpacked) with a
+/// configuration of its own, listening on a socket in its private
+/// directory. No service can be activated on it (no service directories).
+#[derive(Debug)]
+pub struct DbusDaemon {
+    pub proc: Proc,
+    pub dir: TempDir,
+    root: PathBuf,
+}
+
+impl DbusDaemon {
+    pub fn start(root: &Path) -> DbusDaemon {
+        let (dir, conf) = configured_dir("dbus", "bus.conf", |d| {
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={d}/bus.sock</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#
+            )
+        });
+        // The socket is reached by timesyncd's unprivileged user.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod bus dir");
+        let mut cmd = Command::new(root.join("usr/bin/dbus-daemon"));
+        cmd.env("LD_LIBRARY_PATH", lib_path(root))
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--nopidfile"]);
+        let mut proc = Proc::spawn(cmd, dir.path().join("dbus.log"), "dbus-daemon");
+        let sock = dir.path().join("bus.sock");
+        wait_for("dbus-daemon socket", Duration::from_secs(10), || {
+            proc.assert_running();
+            sock.exists().then_some(())
+        });
+        DbusDaemon {
+            proc,
+            dir,
+            root: root.to_owned(),
+        }
+    }
+
+    /// The bus's D-Bus address.
+    pub fn address(&self) -> String {
+        format!("unix:path={}", self.dir.path().join("bus.sock").display())
+    }
+
+    /// systemd's `busctl` (unpacked) against this bus.
+    pub fn busctl(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(self.root.join("usr/bin/busctl"));
+        cmd.env("LD_LIBRARY_PATH", systemd_lib_path(&self.root))
+            .arg(format!("--address={}", self.address()));
+        tool_output("busctl", cmd, args)
+    }
+}
+
+/// systemd-timesyncd (unpacked) on a [`DbusDaemon`], in the client's
+/// namespace, never able to set the clock: it runs as `nobody` with
+/// `CAP_SYS_TIME` out of its bounding set (it logs that `clock_adjtime`
+/// failed and carries on). It reads only fixed paths, so it runs in a
+/// private mount namespace where `/etc` is an overlay holding the test's
+/// `timesyncd.conf` (written to the overlay's upper directory, in the
+/// test's own directory), and `/run`, `/var/lib` and every drop-in
+/// directory are empty: the machine's own configuration cannot add a
+/// server, and nothing timesyncd writes reaches the machine.
+#[derive(Debug)]
+pub struct Timesyncd {
+    pub proc: Proc,
+    pub dir: TempDir,
+}
+
+impl Timesyncd {
+    /// The shell run in the private mount namespace before timesyncd.
+    const SETUP: &str = r#"set -eu
+d=$1; shift
+mkdir -p "$d/etc.upper" "$d/etc.work"
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$d/etc.upper,workdir=$d/etc.work" /etc
+mkdir -p /etc/systemd
+rm -rf /etc/systemd/timesyncd.conf.d
+cp "$d/timesyncd.conf" /etc/systemd/timesyncd.conf
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /var/lib
+mkdir -p /var/lib/systemd/timesync
+chown 65534:65534 /var/lib/systemd/timesync
+chmod 0755 /var/lib/systemd/timesync
+for x in /usr/lib/systemd/timesyncd.conf.d /lib/systemd/timesyncd.conf.d /usr/local/lib/systemd/timesyncd.conf.d; do
+  if [ -d "$x" ]; then mount -t tmpfs tmpfs "$x"; fi
+done
+exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-sys_time "$@"
+"#;
+
+    /// Starts timesyncd in `ns` on `bus`, polling `servers` (one at a time,
+    /// the first that answers) every 16 s at first, the least it allows.
+    pub fn start(root: &Path, ns: &Netns, bus: &DbusDaemon, servers: &[String]) -> Timesyncd {
+        let (dir, _) = configured_dir("timesyncd", "timesyncd.conf", |_| {
+            format!(
+                "[Time]\nNTP={}\nFallbackNTP=\nPollIntervalMinSec=16\nPollIntervalMaxSec=32\n",
+                servers.join(" ")
+            )
+        });
+        let mut cmd = ns.command("unshare");
+        cmd.args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            Self::SETUP,
+            "sh",
+        ])
+        .arg(dir.path())
+        .arg(root.join("lib/systemd/systemd-timesyncd"))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
+        .env("SYSTEMD_LOG_LEVEL", "debug")
+        .env("LD_LIBRARY_PATH", systemd_lib_path(root));
+        let mut proc = Proc::spawn(cmd, dir.path().join("timesyncd.log"), "systemd-timesyncd");
+        wait_for("timesyncd on the bus", Duration::from_secs(10), || {
+            proc.assert_running();
+            let owners = bus.busctl(&["list", "--acquired", "--no-legend"]);
+            owners.contains("org.freedesktop.timesync1").then_some(())
+        });
+        Timesyncd { proc, dir }
     }
 }

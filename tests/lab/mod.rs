@@ -35,7 +35,9 @@ use std::process::{Command, Stdio};
 
 // Each crate uses its own part of the lab.
 #[allow(unused_imports)]
-pub use daemons::{Chronyd, Daemon, Ntpd, SERVE_LOCAL_CLOCK, honest_server_conf, lib_path};
+pub use daemons::{
+    Chronyd, Daemon, DbusDaemon, Ntpd, SERVE_LOCAL_CLOCK, Timesyncd, honest_server_conf, lib_path,
+};
 #[allow(unused_imports)]
 pub use exporter::{Exporter, exporter_bin, http_get, only_collectors, sample};
 #[allow(unused_imports)]

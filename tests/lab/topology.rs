@@ -20,7 +20,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::daemons::{Chronyd, Daemon, Ntpd, SERVE_LOCAL_CLOCK, honest_server_conf};
+use super::daemons::{
+    Chronyd, Daemon, DbusDaemon, Ntpd, SERVE_LOCAL_CLOCK, Timesyncd, honest_server_conf,
+};
 use super::exporter::Exporter;
 use super::netns::{Netns, link};
 use super::plan;
@@ -86,6 +88,8 @@ struct Host {
 enum ClientDaemon {
     Chronyd(Chronyd),
     Ntpd(Ntpd),
+    /// timesyncd and its bus (fields drop in order: timesyncd first).
+    Timesyncd(Option<Timesyncd>, DbusDaemon),
 }
 
 /// Describes a lab; [`LabBuilder::build`] starts it.
@@ -172,12 +176,28 @@ impl LabBuilder {
             lab.add_host(name, *role, self.address(i));
         }
         lab.wait_for_honest_servers();
-        if let Some(daemon) = self.daemon {
+        if self.daemon == Some(Daemon::Timesyncd) {
+            assert!(self.noselect.is_empty(), "timesyncd has no noselect");
+            assert!(
+                self.client_conf.is_empty(),
+                "timesyncd takes no configuration lines"
+            );
+            let servers: Vec<String> = lab
+                .hosts
+                .iter()
+                .filter(|h| h.role != Role::Downstream)
+                .map(|h| h.addr.to_string())
+                .collect();
+            let bus = DbusDaemon::start(&lab.root);
+            let t = Timesyncd::start(&lab.root, &lab.client, &bus, &servers);
+            lab.daemon = Some(ClientDaemon::Timesyncd(Some(t), bus));
+        } else if let Some(daemon) = self.daemon {
             let conf = self.client_config(daemon, &lab);
             let (root, ns) = (&lab.root, &lab.client);
             lab.daemon = Some(match daemon {
                 Daemon::Chronyd => ClientDaemon::Chronyd(Chronyd::start(root, ns, "client", &conf)),
                 Daemon::Ntpd => ClientDaemon::Ntpd(Ntpd::start(root, ns, "ntpd", &conf)),
+                Daemon::Timesyncd => unreachable!("started above"),
             });
         }
         lab
@@ -356,6 +376,38 @@ impl Lab {
             Some(ClientDaemon::Ntpd(n)) => n,
             other => panic!("the client runs no ntpd: {other:?}"),
         }
+    }
+
+    /// The client's private bus, where its timesyncd is.
+    pub fn bus(&self) -> &DbusDaemon {
+        match &self.daemon {
+            Some(ClientDaemon::Timesyncd(_, bus)) => bus,
+            other => panic!("the client runs no timesyncd: {other:?}"),
+        }
+    }
+
+    /// Stops the client's timesyncd (its bus stays).
+    pub fn kill_timesyncd(&mut self) {
+        match &mut self.daemon {
+            Some(ClientDaemon::Timesyncd(t, _)) => {
+                let mut t = t.take().expect("timesyncd runs");
+                t.proc.kill();
+            }
+            other => panic!("the client runs no timesyncd: {other:?}"),
+        }
+    }
+
+    /// The client's timesyncd's log so far.
+    pub fn timesyncd_log(&self) -> String {
+        match &self.daemon {
+            Some(ClientDaemon::Timesyncd(Some(t), _)) => t.proc.log_text(),
+            other => panic!("the client runs no timesyncd: {other:?}"),
+        }
+    }
+
+    /// The flag that points an exporter at the client's timesyncd.
+    pub fn timesyncd_flag(&self) -> String {
+        format!("--collector.timesyncd.bus-address={}", self.bus().address())
     }
 
     /// `chronyc` against the client's chronyd.
