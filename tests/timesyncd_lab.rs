@@ -30,6 +30,8 @@ fn exporter(lab: &Lab) -> Exporter {
 #[derive(Debug, PartialEq)]
 struct Message {
     stratum: u64,
+    root_delay_us: u64,
+    root_dispersion_us: u64,
     t: [u64; 4],
     packets: u64,
 }
@@ -48,6 +50,8 @@ fn busctl_message(lab: &Lab) -> Message {
     let n = |i: usize| -> u64 { w[i].parse().unwrap_or_else(|e| panic!("{out}: {e}")) };
     Message {
         stratum: n(4),
+        root_delay_us: n(6),
+        root_dispersion_us: n(7),
         t: [n(13), n(14), n(15), n(16)],
         packets: n(18),
     }
@@ -106,9 +110,21 @@ fn honest_server_is_synchronised_and_agrees_with_busctl() {
         sample(&body, &format!("clock_sync_usable_sources{d}")),
         Some(1.0)
     );
-    let wce = sample(&body, &format!("clock_sync_worst_case_error_seconds{d}"))
-        .expect("the daemon's own bound");
-    assert!(wce >= offset.abs() && wce < 0.05, "{wce}");
+    // The server's own root delay and dispersion (a chronyd that has just
+    // synchronised announces a dispersion near a second), grown by 15 ppm
+    // of the reply's age, and the path's delay: the daemon's bound.
+    let sync = |name: &str| {
+        sample(&body, &format!("{name}{d}")).unwrap_or_else(|| panic!("{name}:\n{body}"))
+    };
+    let age = sample(&body, "clock_timesyncd_last_message_age_seconds").expect("age");
+    let root_delay = sync("clock_sync_root_delay_seconds");
+    assert!((root_delay - (m.root_delay_us as f64 * 1e-6 + delta)).abs() < 1e-6);
+    let root_dispersion = sync("clock_sync_root_dispersion_seconds");
+    let grown = root_dispersion - m.root_dispersion_us as f64 * 1e-6;
+    assert!((grown - 15e-6 * age).abs() < 1e-6, "{grown} after {age} s");
+    let wce = sync("clock_sync_worst_case_error_seconds");
+    let expected = offset.abs() + root_dispersion + root_delay / 2.0;
+    assert!((wce - expected).abs() < 1e-9, "{wce} vs {expected}");
     assert_eq!(sample(&body, UP), Some(1.0));
     assert_eq!(
         sample(&body, "clock_timesyncd_packets_total"),
