@@ -327,6 +327,40 @@ fn skewed_server_is_named(daemon: Daemon) {
     assert!((v - 11.5).abs() < 0.01, "{v}");
 }
 
+/// systemd-timesyncd following the skewed server alone (its one server):
+/// its own bound, not the kernel's maxerror that timesyncd zeroes, makes
+/// the offset alert go pending; a timesyncd host is neither "no daemon" nor
+/// "too few sources".
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn timesyncd_on_the_skewed_server_raises_the_offset_alert() {
+    let builder = Lab::builder().skewed("b", 11.5);
+    let w = watched(builder, Daemon::Timesyncd, |_, body| {
+        sample(body, "clock_timesyncd_synchronized") == Some(1.0)
+    });
+    let found = w.until_raised("ClockOffsetTooLarge", Duration::from_secs(60));
+    let offset = found
+        .iter()
+        .find(|a| a.name == "ClockOffsetTooLarge")
+        .expect("raised");
+    assert!(
+        offset.description.contains("timesyncd: |offset|"),
+        "{offset:#?}"
+    );
+    let wce = value(
+        w.ns(),
+        "instance:clock_worst_case_error_seconds{daemon=\"timesyncd\"}",
+    )
+    .expect("the daemon's bound");
+    assert!((wce - 11.5).abs() < 0.1, "{wce}");
+    for quiet in ["ClockNoDaemon", "ClockTooFewSources", "ClockNoUsableSource"] {
+        assert!(
+            alerts(w.ns()).iter().all(|a| a.name != quiet),
+            "{quiet} on a synchronised timesyncd host: {found:#?}"
+        );
+    }
+}
+
 /// Every alert that names a server names `bad`, and something does.
 fn assert_names_only(found: &[Alert], bad: Ipv4Addr) {
     let naming: Vec<&Alert> = found.iter().filter(|a| !a.peer.is_empty()).collect();
