@@ -36,6 +36,11 @@ pub mod collector {
         pub use crate::collector::timex::{Reading, STATES, STATUS_FLAGS};
     }
 
+    /// systemd-timesyncd over D-Bus: the reading of its properties.
+    pub mod timesyncd {
+        pub use crate::collector::timesyncd::reading::{NtpMessage, Reading};
+    }
+
     /// ntpd over mode 6: one query, and the reading it decodes to.
     pub mod ntpd {
         pub use crate::collector::ntpd::{Reading, collector, query};

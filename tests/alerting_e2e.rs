@@ -247,8 +247,57 @@ fn client(out: &mut String, host: &str, daemon: &str, peers: &[(&str, &str, f64,
     };
     let mut families = report.families();
     families.push(up_family(daemon, true));
+    write_families(out, host, &families);
+}
+
+/// A systemd-timesyncd host, synchronised to one server, as its collector
+/// publishes it: the families of a reading of its D-Bus properties.
+fn timesyncd_client(out: &mut String, host: &str) {
+    use clock_exporter::testing::collector::timesyncd::{NtpMessage, Reading};
+    use clock_exporter::testing::model::{Daemon, up_family};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_micros() as u64;
+    let t1 = now - 5_000_000;
+    let reading = Reading {
+        server_name: "192.0.2.11".into(),
+        server_address: Some("192.0.2.11".parse().expect("ip")),
+        message: NtpMessage {
+            leap: 0,
+            version: 4,
+            mode: 4,
+            stratum: 2,
+            precision: -20,
+            root_delay_us: 2_100,
+            root_dispersion_us: 400,
+            refid: [203, 0, 113, 5],
+            origin_us: t1,
+            receive_us: t1 + 200,
+            transmit_us: t1 + 220,
+            destination_us: t1 + 400,
+            spike: false,
+            packet_count: 12,
+            jitter_us: 300,
+        },
+        poll_interval_seconds: 64.0,
+        root_distance_max_seconds: Some(5.0),
+        frequency: Some(-806_000),
+        read_at_unix_seconds: now as f64 * 1e-6,
+    };
+    let mut families = reading.families();
+    families.push(up_family(Daemon::Timesyncd, true));
+    write_families(out, host, &families);
+}
+
+/// Writes families as one host's series.
+fn write_families(
+    out: &mut String,
+    host: &str,
+    families: &[clock_exporter::testing::metrics::Family],
+) {
     let target = format!("job=\"clock\",instance=\"{host}\"");
-    for f in &families {
+    for f in families {
         for s in &f.samples {
             let values: Vec<&str> = s
                 .label_values
@@ -328,6 +377,8 @@ impl Fleet {
                 ("192.0.2.14", "candidate", 0.0021, 0.0005, 0.008),
             ],
         );
+        // A systemd-timesyncd host, synchronised to va.
+        timesyncd_client(&mut out, "ht:9857");
         server(&mut out, "va:9857", "192.0.2.11", "tsc", elapsed);
         server(&mut out, "vc:9857", "192.0.2.13", "kvm-clock", elapsed);
         let flip = if seed { "hpet" } else { "tsc" };
