@@ -1,9 +1,10 @@
-//! With neither ntpd nor chronyd answering, the two daemon collectors
-//! behave the same: the same landing-page detail once they are skipped, the
+//! With neither ntpd, chronyd nor timesyncd answering, the three daemon
+//! collectors behave the same: the same landing-page detail once they are skipped, the
 //! same log lines, and none claiming that a daemon which never answered
-//! "recovered". Runs the real binary on loopback, no root needed; both
-//! daemons are pointed at ports where nothing listens, so a time daemon on
-//! this machine cannot change the outcome.
+//! "recovered". Runs the real binary on loopback, no root needed; the
+//! daemons are pointed at ports where nothing listens and at a bus socket
+//! that does not exist, so a time daemon on this machine cannot change the
+//! outcome.
 
 mod common;
 
@@ -43,9 +44,14 @@ fn count(log: &str, daemon: &str, message: &str) -> usize {
 }
 
 #[test]
-fn absent_ntpd_and_chronyd_are_skipped_alike_and_never_recover() {
+fn absent_daemons_are_skipped_alike_and_never_recover() {
     let (ntpd, chrony) = (closed_udp_port(), closed_udp_port());
-    let mut args = only_collectors(&["ntpd", "chrony"]);
+    let bus = format!(
+        "unix:path={}/clock-no-bus-{}/bus.sock",
+        std::env::temp_dir().display(),
+        std::process::id()
+    );
+    let mut args = only_collectors(&["ntpd", "chrony", "timesyncd"]);
     args.extend(
         [
             "--log.level",
@@ -54,6 +60,8 @@ fn absent_ntpd_and_chronyd_are_skipped_alike_and_never_recover() {
             &format!("127.0.0.1:{ntpd}"),
             "--collector.chrony.address",
             &format!("127.0.0.1:{chrony}"),
+            "--collector.timesyncd.bus-address",
+            &bus,
         ]
         .map(str::to_owned),
     );
@@ -63,7 +71,11 @@ fn absent_ntpd_and_chronyd_are_skipped_alike_and_never_recover() {
     // The first scrape finds both absent: up 0 (configured explicitly), and
     // no collector failure.
     let body = exporter.scrape();
-    for (daemon, collector) in [("ntpd", "ntpd"), ("chronyd", "chrony")] {
+    for (daemon, collector) in [
+        ("ntpd", "ntpd"),
+        ("chronyd", "chrony"),
+        ("timesyncd", "timesyncd"),
+    ] {
         let up = format!("clock_daemon_up{{daemon=\"{daemon}\"}}");
         assert_eq!(sample(&body, &up), Some(0.0), "{body}");
         let success = format!("clock_scrape_collector_success{{collector=\"{collector}\"}}");
@@ -82,6 +94,10 @@ fn absent_ntpd_and_chronyd_are_skipped_alike_and_never_recover() {
         log.contains(&format!("nothing listens on udp 127.0.0.1:{chrony}")),
         "{log}"
     );
+    assert!(
+        log.contains(&format!("the bus at {bus}: No such file or directory")),
+        "{log}"
+    );
 
     // Later scrapes skip both, and say so in the same words: the landing
     // page's own scrape is one.
@@ -98,6 +114,12 @@ fn absent_ntpd_and_chronyd_are_skipped_alike_and_never_recover() {
             "no data: chronyd at udp 127.0.0.1:{chrony} did not answer; skipped until a background probe finds it"
         )
     );
+    assert_eq!(
+        detail(&page, "timesyncd"),
+        format!(
+            "no data: timesyncd at D-Bus {bus} did not answer; skipped until a background probe finds it"
+        )
+    );
 
     // Past the first backoff a scrape starts a background probe of each;
     // both still find nothing.
@@ -110,7 +132,7 @@ fn absent_ntpd_and_chronyd_are_skipped_alike_and_never_recover() {
         Some(0.0)
     );
     let log = exporter.proc.log_text();
-    for daemon in ["ntpd", "chronyd"] {
+    for daemon in ["ntpd", "chronyd", "timesyncd"] {
         assert_eq!(
             count(
                 &log,

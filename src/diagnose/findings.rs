@@ -281,9 +281,9 @@ pub fn verdict(families: &[Family], now: f64, limits: &Limits) -> Verdict {
             out.push(Finding {
                 severity: Severity::Warning,
                 code: "ClockNoDaemon",
-                summary: "No time daemon answers: neither ntpd nor chronyd, so nothing says how far this clock is from true time.".into(),
+                summary: "No time daemon answers: neither ntpd, chronyd nor systemd-timesyncd, so nothing says how far this clock is from true time.".into(),
                 evidence: seen,
-                advice: "Start the host's NTP daemon, or point the exporter at it (--collector.ntpd.address, --collector.chrony.address or .socket). A host that runs systemd-timesyncd shows only the kernel's view.".into(),
+                advice: "Start the host's NTP daemon, or point the exporter at it (--collector.ntpd.address, --collector.chrony.address or .socket, --collector.timesyncd.bus-address).".into(),
             });
         }
         Some(d) => daemon_findings(&v, d, limits, &mut out),
