@@ -57,6 +57,37 @@ fn busctl_message(lab: &Lab) -> Message {
     }
 }
 
+/// The body of timesyncd's GetAll answer, as the bus delivered it.
+fn get_all_body(address: &str) -> Vec<u8> {
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let c = zbus::connection::Builder::address(address)
+                .expect("address")
+                .build()
+                .await
+                .expect("connect");
+            let reply = c
+                .call_method(
+                    Some("org.freedesktop.timesync1"),
+                    "/org/freedesktop/timesync1",
+                    Some("org.freedesktop.DBus.Properties"),
+                    "GetAll",
+                    &("org.freedesktop.timesync1.Manager",),
+                )
+                .await
+                .expect("GetAll");
+            assert!(
+                matches!(
+                    reply.header().primary().endian_sig(),
+                    zbus::message::EndianSig::Little
+                ),
+                "the fixture is little-endian"
+            );
+            reply.body().data().to_vec()
+        })
+}
+
 /// Scrapes until timesyncd has a reply and the exporter calls it
 /// synchronised; then the reply busctl sees and the scrape, of one message.
 fn synchronised(lab: &Lab, exporter: &Exporter) -> (Message, String) {
@@ -138,6 +169,15 @@ fn honest_server_is_synchronised_and_agrees_with_busctl() {
         Some(1.0),
         "{body}"
     );
+    // The same answer as raw D-Bus bytes: what the fuzz target feeds (and,
+    // with UPDATE_FIXTURES=1, the fixture its corpus starts from).
+    let raw = get_all_body(&lab.bus().address());
+    clock_exporter::testing::fuzz::timesyncd(&raw);
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dbus");
+        std::fs::create_dir_all(&dir).expect("fixtures dir");
+        std::fs::write(dir.join("timesyncd-getall.bin"), &raw).expect("write fixture");
+    }
     // PollIntervalMinSec=16 in the lab.
     assert!(
         sample(&body, &format!("clock_sync_poll_interval_seconds{d}")).is_some_and(|p| p >= 16.0),
