@@ -489,7 +489,17 @@ fn selection_findings(
                 advice: "One of them is wrong; the majority decides only with 3 or more sources.".into(),
             });
         }
-        if usable < limits.sources.0 {
+        if d.daemon == model::Daemon::Timesyncd.label() {
+            // One server at a time, no selection: not a fault of this
+            // host's configuration, and not what ClockTooFewSources pages.
+            out.push(Finding {
+                severity: Severity::Info,
+                code: "ClockSingleSourceDaemon",
+                summary: "timesyncd uses one server at a time and has no selection: it follows that server, right or wrong.".into(),
+                evidence: peers.to_vec(),
+                advice: "Where a wrong server must be outvoted, run chrony or ntpd with 3 or 4 sources.".into(),
+            });
+        } else if usable < limits.sources.0 {
             out.push(Finding {
                 severity: Severity::Warning,
                 code: "ClockTooFewSources",

@@ -393,3 +393,25 @@ fn the_rate_probe_is_shown_where_it_has_a_window() {
     // A short window judges no steps: the finding needs 300 s.
     assert!(!codes(&v).contains(&"ClockSourceSteppedAgainstTsc"));
 }
+
+#[test]
+fn a_timesyncd_host_is_trusted_with_a_note_on_its_one_server() {
+    let mut f = host("tsc");
+    f.extend(daemon(
+        Daemon::Timesyncd,
+        sync("192.0.2.11", 0.000_02),
+        vec![peer("192.0.2.11", PeerState::Selected, 0.000_02)],
+    ));
+    let v = judged(&f);
+    assert_eq!(codes(&v), ["ClockSingleSourceDaemon"], "{:?}", v.findings);
+    assert_eq!(v.status, Severity::Ok, "a note, not a problem");
+    assert_eq!(render::exit_code(&v), 0);
+    // A chronyd with one source is warned instead.
+    let mut f = host("tsc");
+    f.extend(daemon(
+        Daemon::Chronyd,
+        sync("192.0.2.11", 0.000_02),
+        vec![peer("192.0.2.11", PeerState::Selected, 0.000_02)],
+    ));
+    assert_eq!(codes(&judged(&f)), ["ClockTooFewSources"]);
+}
