@@ -400,10 +400,10 @@ fn sourcestats_lines(text: &str) -> Vec<(String, f64, Printed, Printed, Printed,
 /// Two scrapes around one chronyc reading: chronyc's value must lie between
 /// what the exporter showed before and after it, widened by chronyc's rounding.
 /// That holds while the values move one way between the scrapes (a slew, one
-/// new sample); a clock update in between can move them back (chronyd polls
-/// every 0.25 s here), so when chronyd's reference time differs between the
-/// two scrapes a value outside is skipped, not a failure, and the bracket is
-/// taken again.
+/// new sample); a clock update or a new sample in between can move them back
+/// (chronyd polls every 0.25 s here), so when chronyd's reference time or a
+/// source's last sample differs between the two scrapes a value outside is
+/// skipped, not a failure, and the bracket is taken again.
 struct Bracket<'a> {
     before: &'a str,
     after: &'a str,
@@ -421,10 +421,29 @@ impl<'a> Bracket<'a> {
         }
     }
 
-    /// Whether chronyd updated its clock between the two scrapes.
+    /// Whether chronyd updated its clock between the two scrapes, or took
+    /// a new sample of any source (its last sample's age went down): a new
+    /// sample moves that source's values whether or not the clock is
+    /// updated with it.
     fn updated(&self) -> bool {
         let (a, b) = self.reference_times();
-        a != b
+        a != b || self.new_sample()
+    }
+
+    fn new_sample(&self) -> bool {
+        let ages = |body: &'a str| {
+            body.lines()
+                .filter(|l| l.starts_with("clock_chrony_peer_last_sample_age_seconds{"))
+                .filter_map(|l| {
+                    let (series, value) = l.rsplit_once(' ')?;
+                    Some((series, value.parse::<f64>().ok()?))
+                })
+                .collect::<std::collections::HashMap<&str, f64>>()
+        };
+        let (before, after) = (ages(self.before), ages(self.after));
+        after
+            .iter()
+            .any(|(series, a)| before.get(series).is_none_or(|b| a < b))
     }
 
     /// chronyd's reference time in both scrapes; a scrape without it is a

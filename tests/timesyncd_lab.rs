@@ -256,8 +256,28 @@ impl Impostor {
 
 #[test]
 #[ignore = "needs the lab: run scripts/test"]
-fn an_impostor_on_the_bus_is_a_clear_error_and_the_exporter_keeps_serving() {
+fn a_name_nobody_owns_is_absent_and_an_impostor_is_a_clear_error() {
     let bus = DbusDaemon::start(&lab::root());
+    let mut flags = only_collectors(&["timesyncd", "timex"]);
+    flags.push(format!(
+        "--collector.timesyncd.bus-address={}",
+        bus.address()
+    ));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+
+    // First nobody owns the name: absent, not a failure (and never started:
+    // this bus can activate nothing, and the call says NO_AUTO_START).
+    let exporter = Exporter::local(&flags);
+    let body = exporter.scrape();
+    assert_eq!(sample(&body, UP), Some(0.0), "{body}");
+    assert_eq!(sample(&body, SUCCESS), Some(1.0), "{body}");
+    let log = exporter.proc.log_text();
+    assert!(
+        log.contains("no process owns org.freedesktop.timesync1 on the bus"),
+        "{log}"
+    );
+    drop(exporter);
+
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let _impostor = rt.block_on(async {
         zbus::connection::Builder::address(bus.address().as_str())
@@ -270,12 +290,6 @@ fn an_impostor_on_the_bus_is_a_clear_error_and_the_exporter_keeps_serving() {
             .await
             .expect("impostor on the bus")
     });
-    let mut flags = only_collectors(&["timesyncd", "timex"]);
-    flags.push(format!(
-        "--collector.timesyncd.bus-address={}",
-        bus.address()
-    ));
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut exporter = Exporter::local(&flags);
     let body = exporter.scrape();
     assert_eq!(sample(&body, SUCCESS), Some(0.0), "{body}");
