@@ -142,7 +142,7 @@ pub struct SyncStatus {
     pub frequency_ratio: Option<f64>,
     /// Frequency wander (ntpd `clk_wander`) or skew (chrony), ratio.
     pub frequency_wander_ratio: Option<f64>,
-    /// System jitter (ntpd `sys_jitter`, chrony RMS offset), seconds.
+    /// System jitter (ntpd `sys_jitter`, chrony RMS offset, timesyncd jitter), seconds.
     pub jitter_seconds: Option<f64>,
     /// Polling or update interval, seconds.
     pub poll_interval_seconds: Option<f64>,
@@ -238,7 +238,7 @@ metrics! {
         SYNC_JITTER: Gauge(
             "clock_sync_jitter_seconds",
             ["daemon"],
-            "System jitter (ntpd sys_jitter, chrony RMS offset), in seconds."
+            "System jitter (ntpd sys_jitter, chrony RMS offset, timesyncd jitter), in seconds."
         ),
         SYNC_POLL: Gauge(
             "clock_sync_poll_interval_seconds",
@@ -273,7 +273,7 @@ metrics! {
         PEER_ERROR_BOUND: Gauge(
             "clock_peer_error_bound_seconds",
             ["daemon", "peer"],
-            "Half-width of the interval the daemon trusts for the peer's offset (ntpd root distance, chrony latest_meas_err), in seconds."
+            "Half-width of the interval the daemon trusts for the peer's offset (ntpd root distance, chrony latest_meas_err, timesyncd the reply's root distance), in seconds."
         ),
         PEER_STRATUM: Gauge(
             "clock_peer_stratum",
