@@ -16,10 +16,17 @@ const UP: &str = r#"clock_daemon_up{daemon="timesyncd"}"#;
 const SYNCED: &str = "clock_timesyncd_synchronized";
 const SUCCESS: &str = r#"clock_scrape_collector_success{collector="timesyncd"}"#;
 
-/// The exporter with timesyncd's and timex's collectors only, on the lab's bus.
-fn exporter(lab: &Lab) -> Exporter {
+/// The flags of an exporter with timesyncd's and timex's collectors only,
+/// on `bus`.
+fn flags(bus: &DbusDaemon) -> Vec<String> {
     let mut flags = only_collectors(&["timesyncd", "timex"]);
-    flags.push(lab.timesyncd_flag());
+    flags.push(bus.timesyncd_flag());
+    flags
+}
+
+/// That exporter beside the lab's timesyncd.
+fn exporter(lab: &Lab) -> Exporter {
+    let flags = flags(lab.bus());
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     lab.exporter(&flags)
 }
@@ -258,11 +265,7 @@ impl Impostor {
 #[ignore = "needs the lab: run scripts/test"]
 fn a_name_nobody_owns_is_absent_and_an_impostor_is_a_clear_error() {
     let bus = DbusDaemon::start(&lab::root());
-    let mut flags = only_collectors(&["timesyncd", "timex"]);
-    flags.push(format!(
-        "--collector.timesyncd.bus-address={}",
-        bus.address()
-    ));
+    let flags = flags(&bus);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
 
     // First nobody owns the name: absent, not a failure (and never started:

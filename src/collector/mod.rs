@@ -165,6 +165,14 @@ pub static REGISTRY: &[Registration] = &[
     timesyncd::REGISTRATION,
 ];
 
+/// The wall clock as Unix seconds (0 before 1970): what a reading is
+/// stamped with, and what `diagnose` judges ages against.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Asserts that every family in `families` is one `reg` declares: the
 /// catalogue, and so docs/metrics.md, is then complete. The scrape checks
 /// the same in debug builds; collectors' tests check their readings with it.

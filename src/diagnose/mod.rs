@@ -19,12 +19,8 @@ use crate::scrape::Scraper;
 use findings::{Limits, verdict};
 
 /// The wall clock as Unix seconds, for the verdict's "how long ago" and
-/// the history's points.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+/// the history's points: the collectors' own.
+pub use crate::collector::unix_now;
 
 /// How the verdict is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -270,6 +270,11 @@ impl DbusDaemon {
         format!("unix:path={}", self.dir.path().join("bus.sock").display())
     }
 
+    /// The exporter's flag that points its timesyncd collector here.
+    pub fn timesyncd_flag(&self) -> String {
+        format!("--collector.timesyncd.bus-address={}", self.address())
+    }
+
     /// systemd's `busctl` (unpacked) against this bus.
     pub fn busctl(&self, args: &[&str]) -> String {
         let mut cmd = Command::new(self.root.join("usr/bin/busctl"));

@@ -407,7 +407,7 @@ impl Lab {
 
     /// The flag that points an exporter at the client's timesyncd.
     pub fn timesyncd_flag(&self) -> String {
-        format!("--collector.timesyncd.bus-address={}", self.bus().address())
+        self.bus().timesyncd_flag()
     }
 
     /// `chronyc` against the client's chronyd.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use super::daemon::{Adapter, DaemonCollector, Depth, QueryError, Sequences};
 use super::flags::{given, parse_duration, timeout};
-use super::{CollectError, Collected, Collector, Context, Registration};
+use super::{CollectError, Collected, Collector, Context, Registration, unix_now};
 use crate::model::{self, Daemon};
 use crate::sys::TransportError;
 use crate::sys::dbus::{Bus, CallError, system_bus_address};
@@ -95,12 +95,6 @@ fn transport(e: TransportError) -> QueryError {
         TransportError::Absent(s) => QueryError::Absent(s),
         TransportError::Permission(s) | TransportError::Io(s) => QueryError::Io(s),
     }
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Adapter for Timesyncd {
