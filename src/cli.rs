@@ -10,6 +10,7 @@ use clap::{ArgMatches, Command, FromArgMatches, Parser, ValueEnum};
 
 use crate::collector::Registration;
 use crate::collector::flags::{bool_flag, parse_duration};
+use crate::collector::sntp::probe::Net;
 
 /// The default listen port: in the exporter range 9100–9999 and not used by
 /// node_exporter (9100), chrony_exporter (9123), blackbox (9115) or
@@ -73,6 +74,30 @@ pub struct Cli {
     /// Upper bound on each collector's time in one scrape; a collector that takes longer costs only its own series.
     #[arg(long = "scrape.timeout", default_value = "5s", value_parser = parse_duration)]
     pub scrape_timeout: Duration,
+
+    /// Address block (ADDRESS/PREFIX, or one address) /probe may send SNTP requests to; repeatable. None: /probe answers 403 and sends nothing. 0.0.0.0/0 and ::/0 allow every server.
+    #[arg(long = "probe.allow", value_name = "ADDRESS/PREFIX", action = clap::ArgAction::Append, value_parser = Net::parse)]
+    pub probe_allow: Vec<Net>,
+
+    /// Port /probe may send to; repeatable.
+    #[arg(long = "probe.allow-port", value_name = "PORT", default_values_t = vec![123u16], action = clap::ArgAction::Append, value_parser = clap::value_parser!(u16).range(1..))]
+    pub probe_allow_ports: Vec<u16>,
+
+    /// Probes served at once; more wait for a turn within their own deadline, then get 503.
+    #[arg(long = "probe.max-concurrent", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub probe_max_concurrent: u32,
+
+    /// Longest a probe takes: its deadline when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds, and the most it may ask for.
+    #[arg(long = "probe.timeout", default_value = "10s", value_parser = parse_duration)]
+    pub probe_timeout: Duration,
+
+    /// SNTP requests per address in one probe, 2 s apart, the one of least delay published; a query's samples= overrides it (1-16).
+    #[arg(long = "probe.samples", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub probe_samples: u8,
+
+    /// Longest one SNTP request of a probe waits for its answer.
+    #[arg(long = "probe.exchange-timeout", default_value = "1s", value_parser = parse_duration)]
+    pub probe_exchange_timeout: Duration,
 
     /// procfs mount point.
     #[arg(long = "path.procfs", default_value = "/proc")]

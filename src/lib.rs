@@ -97,7 +97,13 @@ pub fn catalogue() -> Vec<(&'static metrics::Desc, Vec<&'static str>)> {
                 .flat_map(|m| m.iter())
                 .map(move |d| (*d, reg.name))
         })
-        .chain(scrape::METRICS.iter().map(|d| (*d, "exporter")));
+        .chain(scrape::METRICS.iter().map(|d| (*d, "exporter")))
+        .chain(
+            collector::sntp::probe::METRICS
+                .iter()
+                .chain(http::probe::METRICS.iter())
+                .map(|d| (*d, "/probe")),
+        );
     for (d, source) in sources {
         match out.iter_mut().find(|(o, _)| std::ptr::eq(*o, d)) {
             Some((_, s)) => s.push(source),
@@ -160,6 +166,9 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<u8, String> {
     ) {
         return diagnose::run(&matches, &ctx, cli.scrape_timeout).await;
     }
+    if cli.probe_timeout.is_zero() || cli.probe_exchange_timeout.is_zero() {
+        return Err("--probe.timeout and --probe.exchange-timeout must be longer than 0".into());
+    }
     http::raise_nofile_limit();
     let scraper = Arc::new(Scraper::from_matches(&matches, &ctx, cli.scrape_timeout)?);
     let addrs = cli
@@ -180,6 +189,12 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<u8, String> {
         collectors = %scraper.names().join(","),
         "clock_exporter started"
     );
+    if cli.probe_allow.is_empty() {
+        tracing::debug!("/probe is off (no --probe.allow)");
+    } else {
+        let allow: Vec<String> = cli.probe_allow.iter().map(ToString::to_string).collect();
+        tracing::info!(allow = %allow.join(","), ports = ?cli.probe_allow_ports, "/probe may send SNTP requests to these servers");
+    }
     let app = http::App::new(
         scraper,
         http::WebConfig {
@@ -189,6 +204,14 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<u8, String> {
             max_connections: cli.max_connections as usize,
             read_header_timeout: cli.read_header_timeout,
             shutdown_grace: Duration::from_secs(5),
+            probe: http::probe::ProbeConfig {
+                allow: cli.probe_allow.clone(),
+                ports: cli.probe_allow_ports.clone(),
+                max_concurrent: cli.probe_max_concurrent as usize,
+                timeout: cli.probe_timeout,
+                samples: usize::from(cli.probe_samples),
+                exchange_timeout: cli.probe_exchange_timeout,
+            },
         },
     );
     http::serve(listeners, app, shutdown_signal()).await;

@@ -6,7 +6,7 @@
 
 /// Wire formats: `&[u8]` in, `Result` out, no IO (fuzz these).
 pub mod proto {
-    pub use crate::proto::{cmdmon, mode6, ntp};
+    pub use crate::proto::{cmdmon, mode6, ntp, sntp};
 }
 
 /// The shared, daemon-agnostic model.
@@ -64,6 +64,8 @@ pub mod diagnose {
 
 /// The HTTP server.
 pub mod http {
+    pub use crate::collector::sntp::probe::Net;
+    pub use crate::http::probe::ProbeConfig;
     pub use crate::http::{App, WebConfig, bind, serve};
 }
 

@@ -12,7 +12,7 @@ const RULES: [(&str, &[&str]); 9] = [
     ("model", &["metrics"]),
     ("collector", &["metrics", "model", "proto", "sys"]),
     ("scrape", &["collector", "metrics"]),
-    ("http", &["scrape", "metrics", "diagnose"]),
+    ("http", &["scrape", "metrics", "diagnose", "collector"]),
     ("diagnose", &["collector", "metrics", "model", "scrape"]),
     ("cli", &["collector"]),
 ];

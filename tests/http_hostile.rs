@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clock_exporter::testing::collector::{BoxFuture, Collected, Collector};
-use clock_exporter::testing::http::{self, App, WebConfig};
+use clock_exporter::testing::http::{self, App, ProbeConfig, WebConfig};
 use clock_exporter::testing::metrics::{Desc, Kind};
 use clock_exporter::testing::{Entry, Scraper};
 
@@ -83,6 +83,7 @@ async fn server_waiting(
             max_connections,
             read_header_timeout: header_timeout,
             shutdown_grace: Duration::from_secs(5),
+            probe: ProbeConfig::default(),
         },
     );
     let listeners = http::bind(&["127.0.0.1:0".parse().expect("addr")])
@@ -628,6 +629,7 @@ async fn a_client_scraping_in_a_loop_does_not_starve_another() {
             max_connections: 1024,
             read_header_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            probe: ProbeConfig::default(),
         },
     );
     let listeners = http::bind(&["127.0.0.1:0".parse().expect("addr")])

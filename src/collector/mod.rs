@@ -10,6 +10,7 @@ pub mod listing;
 pub mod ntpd;
 pub mod ptp_kvm;
 pub mod rate;
+pub mod sntp;
 pub mod time;
 pub mod timesyncd;
 pub mod timex;
@@ -163,6 +164,7 @@ pub static REGISTRY: &[Registration] = &[
     ntpd::REGISTRATION,
     chrony::REGISTRATION,
     timesyncd::REGISTRATION,
+    sntp::REGISTRATION,
 ];
 
 /// The wall clock as Unix seconds (0 before 1970): what a reading is

@@ -1,4 +1,5 @@
-//! The HTTP server: `/` (landing page), the telemetry path, 404 elsewhere,
+//! The HTTP server: `/` (landing page), the telemetry path, `/probe`
+//! ([`probe`], SNTP probes of allowed servers), 404 elsewhere,
 //! 405 for methods other than GET and HEAD. Bounded everywhere: concurrent
 //! scrapes (beyond them a bounded wait in order of arrival, then 503), open
 //! connections (the oldest idle one shed for a newcomer, [`connections`]),
@@ -29,6 +30,7 @@ use crate::scrape::{Scraper, VERSION};
 use connections::{Admission, Held, Table};
 
 mod connections;
+pub mod probe;
 
 /// The server's limits and paths.
 #[derive(Debug, Clone)]
@@ -47,6 +49,8 @@ pub struct WebConfig {
     pub read_header_timeout: Duration,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// What `/probe` may do (off unless it allows some addresses).
+    pub probe: probe::ProbeConfig,
 }
 
 /// Largest request head accepted; hyper answers 431 beyond it.
@@ -63,13 +67,17 @@ pub struct App {
     formats: metrics::KeptFormat,
     /// The offset and error bound of recent scrapes, for the landing page.
     history: History,
+    /// `/probe`.
+    prober: probe::Prober,
 }
 
 impl App {
     /// A new application.
     pub fn new(scraper: Arc<Scraper>, cfg: WebConfig) -> Arc<App> {
         let scrapes = Arc::new(Semaphore::new(cfg.max_requests));
+        let prober = probe::Prober::new(cfg.probe.clone());
         Arc::new(App {
+            prober,
             scraper,
             cfg,
             scrapes,
@@ -239,7 +247,8 @@ fn text_response(status: StatusCode, body: &str) -> Resp {
 pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallible> {
     let path = req.uri().path();
     let is_metrics = path == app.cfg.telemetry_path;
-    if !(is_metrics || path == "/") {
+    let is_probe = path == "/probe";
+    if !(is_metrics || is_probe || path == "/") {
         return Ok(text_response(StatusCode::NOT_FOUND, "404 page not found\n"));
     }
     let head = match *req.method() {
@@ -252,6 +261,24 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
             return Ok(r);
         }
     };
+    if is_probe {
+        let format = app
+            .formats
+            .negotiate(req.headers().get(ACCEPT).map(HeaderValue::as_bytes));
+        if head {
+            // A HEAD asks for headers only: no packets are sent for it.
+            let mut r = Response::new(Full::new(Bytes::new()));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
+            return Ok(r);
+        }
+        return Ok(app
+            .prober
+            .handle(req.uri().query().unwrap_or_default(), req.headers(), format)
+            .await);
+    }
     if !is_metrics {
         let body = if head {
             Bytes::new()

@@ -3,3 +3,4 @@
 pub mod cmdmon;
 pub mod mode6;
 pub mod ntp;
+pub mod sntp;

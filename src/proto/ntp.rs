@@ -54,6 +54,19 @@ impl NtpTimestamp {
         NtpTimestamp((secs << 32) | frac)
     }
 
+    /// From seconds since the Unix epoch, on the wire's 2³²-second circle
+    /// (a time after 2036 lands in era 1's small numbers, as servers send it).
+    pub fn from_unix_seconds(t: f64) -> NtpTimestamp {
+        let x = t + NTP_UNIX_OFFSET as f64;
+        if !x.is_finite() {
+            return NtpTimestamp(0);
+        }
+        let whole = x.floor();
+        let secs = (whole as i128).rem_euclid(1 << 32) as u64;
+        let frac = (((x - whole) * 4_294_967_296.0) as u64).min(0xffff_ffff);
+        NtpTimestamp((secs << 32) | frac)
+    }
+
     /// Seconds since the Unix epoch, as a float (era 0).
     pub fn to_unix_seconds(self) -> f64 {
         (self.0 >> 32) as f64 - NTP_UNIX_OFFSET as f64

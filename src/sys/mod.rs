@@ -1,6 +1,7 @@
 //! The only place that touches the operating system: files under the
 //! configured roots, the adjtimex system call, CPUID, clocks, the kernel log, interfaces,
-//! and the channels the time daemons are asked on (mode 6, cmdmon, D-Bus).
+//! and the channels the time daemons are asked on (UDP for mode 6 and SNTP,
+//! cmdmon, D-Bus).
 
 pub mod adjtimex;
 pub mod cmdmon;
@@ -8,10 +9,16 @@ pub mod cpuid;
 pub mod dbus;
 pub mod fs;
 pub mod kmsg;
-pub mod mode6;
 pub mod net;
 pub mod ptp;
 pub mod tsc;
+pub mod udp;
+
+/// 64 random bits from the kernel (`getrandom(2)`): the SNTP requests'
+/// transmit timestamps.
+pub fn random_u64() -> Result<u64, String> {
+    getrandom::u64().map_err(|e| format!("no random bytes from the kernel: {e}"))
+}
 
 /// Why a daemon's channel (mode 6, cmdmon) could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,6 +21,7 @@ use crate::collector::clocksource::{
 use crate::collector::kmsg::{self, Tally};
 use crate::collector::ntpd::Reading;
 use crate::collector::ntpd::served::{Event, Served};
+use crate::collector::sntp::probe as sntp_probe;
 use crate::collector::timesyncd;
 use crate::collector::timex;
 use crate::metrics::{Family, Format, Kind, LabelValue, encode, labels, merge};
@@ -31,7 +32,7 @@ use crate::proto::mode6::{
     PeerReading, PeerStatus, PeerVariables, Progress, Reassembler, ReassemblyError, Response,
     Selection, Sequence, SystemStats, SystemStatus, SystemVariables, Variables,
 };
-use crate::proto::ntp;
+use crate::proto::{ntp, sntp};
 use crate::sys::adjtimex::RawTimex;
 use crate::sys::cmdmon::SocketIdentity;
 use crate::sys::cpuid::CpuidHypervisor;
@@ -974,6 +975,70 @@ pub fn timesyncd(data: &[u8]) {
     assert_valid_exposition(r.families());
 }
 
+/// `sntp_reply`: the first 8 bytes as the request's random transmit
+/// timestamp, the rest as the datagram that came back, judged as the SNTP
+/// client does. An answer always echoes the request (the origin check
+/// comes first); a time is finite with a delay of at least zero; the
+/// families of what it published are a valid exposition.
+pub fn sntp_reply(data: &[u8]) {
+    let Some((nonce, reply)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let nonce = ntp::NtpTimestamp(u64::from_be_bytes(*nonce));
+    let t1 = 1.796e9;
+    let verdict = sntp::judge(reply, nonce, t1, t1 + 0.002);
+    if verdict.is_answer() {
+        assert_eq!(reply.get(24..32), Some(&nonce.0.to_be_bytes()[..]));
+    }
+    let (last, best) = match verdict {
+        sntp::Verdict::Time(s) => {
+            assert!(s.offset.is_finite() && s.delay >= 0.0 && s.root_distance().is_finite());
+            (Some(sntp_probe::Outcome::Time(s)), Some(s))
+        }
+        sntp::Verdict::Kiss(k) => {
+            assert!(
+                k.code()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'?')
+            );
+            (Some(sntp_probe::Outcome::Kiss(k)), None)
+        }
+        sntp::Verdict::Rejected(r) => (Some(sntp_probe::Outcome::Rejected(r)), None),
+        sntp::Verdict::Discard(_) => (Some(sntp_probe::Outcome::NoReply), None),
+    };
+    assert_valid_exposition(sntp_probe::families(&[sntp_probe::Probed {
+        server: "ntp.example:123".into(),
+        address: Some(std::net::SocketAddr::from(([192, 0, 2, 1], 123))),
+        last,
+        best,
+        samples: usize::from(best.is_some()),
+    }]));
+}
+
+/// `probe_query`: any bytes as `/probe`'s query string, and as a target
+/// and an allow-list entry. Parsing never panics; what parses is a target
+/// the resolver may be given (no byte outside a host name and port).
+pub fn probe_query(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(q) = crate::http::probe::parse_query(&text) {
+        assert!(sntp_probe::split_target(&q.target).is_ok());
+        assert!(
+            q.samples
+                .is_none_or(|n| (1..=crate::http::probe::MAX_SAMPLES).contains(&n))
+        );
+    }
+    if let Ok((host, port)) = sntp_probe::split_target(&text) {
+        assert!(port != 0 && !host.is_empty());
+        assert!(
+            host.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:_".contains(&b))
+        );
+    }
+    if let Ok(net) = sntp_probe::Net::parse(&text) {
+        assert_eq!(sntp_probe::Net::parse(&net.to_string()), Ok(net));
+    }
+}
+
 /// The harnesses on the captured fixtures, and every input kept in
 /// `fuzz/regressions/<target>/`: `cargo test` runs what once broke a
 /// target without the fuzzer.
@@ -1015,6 +1080,8 @@ mod tests {
             "chrony" => drop(chrony(data)),
             "kmsg" => kmsg(data),
             "timesyncd" => timesyncd(data),
+            "sntp_reply" => sntp_reply(data),
+            "probe_query" => probe_query(data),
             other => panic!("no fuzz target {other}"),
         }
     }

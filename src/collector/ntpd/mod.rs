@@ -7,7 +7,7 @@
 //! One query costs two round trips however many peers ntpd has: the
 //! association list, the system variables and the system statistics are
 //! requested together, then every association's variables and its packet
-//! counter, all on one socket of [`crate::sys::mode6`], each request with its
+//! counter, all on one socket of [`crate::sys::udp`], each request with its
 //! own sequence number ([`query`]). The decoded answers become the shared
 //! model (`clock_sync_*`, `clock_peer_*`) in [`Reading::report`], a pure
 //! function tested with datagrams captured from a real ntpd ([`reading`]).

@@ -1,5 +1,5 @@
 //! One ntpd query: mode-6 requests pipelined on one connected socket of
-//! [`crate::sys::mode6`], their fragments reassembled by offset with the
+//! [`crate::sys::udp`], their fragments reassembled by offset with the
 //! sequence checked, and the answers decoded into a [`Reading`].
 
 use std::collections::{HashMap, VecDeque};
@@ -17,7 +17,7 @@ use crate::proto::mode6::{
     SystemStats, SystemStatus, SystemVariables, Variables,
 };
 use crate::sys::TransportError;
-use crate::sys::mode6::Connection;
+use crate::sys::udp::Connection;
 
 /// Requests in flight at once: two for each of 32 associations (its
 /// variables, up to three fragments, and its one-fragment packet counter),

@@ -1,6 +1,8 @@
-//! The socket ntpd's mode-6 control protocol travels on: UDP to ntpd's
-//! port 123, connected, so that the kernel drops datagrams from anyone else
-//! and reports ICMP port-unreachable as a refusal.
+//! A connected UDP socket, the channel of ntpd's mode-6 control protocol
+//! and of SNTP probes: bound to an ephemeral port (which Linux picks at
+//! random, RFC 6056, as RFC 9109 asks of NTP clients) and connected, so
+//! that the kernel drops datagrams from any other address or port and
+//! reports ICMP port-unreachable as a refusal.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -9,7 +11,7 @@ use tokio::net::UdpSocket;
 
 use super::TransportError;
 
-/// A connected mode-6 channel.
+/// A connected UDP channel.
 #[derive(Debug)]
 pub struct Connection {
     socket: UdpSocket,
@@ -17,7 +19,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Opens a channel to ntpd at `address`.
+    /// Opens a channel to `address`.
     pub async fn open(address: SocketAddr) -> Result<Connection, TransportError> {
         let local = match address {
             SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
@@ -47,7 +49,8 @@ impl Connection {
             .map_err(|e| classify(self.address, "send to", &e))
     }
 
-    /// Receives one datagram into `buf`, returning its length.
+    /// Receives one datagram into `buf`, returning its length; a datagram
+    /// longer than `buf` is cut to it.
     pub async fn recv(&self, buf: &mut [u8]) -> Result<usize, TransportError> {
         self.socket
             .recv(buf)
