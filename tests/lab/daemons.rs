@@ -210,6 +210,22 @@ impl Ntpd {
     pub fn ntpq(root: &Path, ns: &Netns, args: &[&str]) -> String {
         tool_output("ntpq", Self::ntpq_command(root, ns), args)
     }
+
+    /// Runs NTPsec's SNTP client `ntpdig` in the namespace (never with
+    /// `-S` or `-s`: it only reports).
+    pub fn ntpdig(root: &Path, ns: &Netns, args: &[&str]) -> String {
+        assert!(
+            !args
+                .iter()
+                .any(|a| matches!(*a, "-S" | "-s" | "--step" | "--slew")),
+            "ntpdig must not set the clock"
+        );
+        let mut cmd = ns.command("python3");
+        cmd.env("PYTHONPATH", root.join("usr/lib/python3/dist-packages"))
+            .env("LD_LIBRARY_PATH", lib_path(root))
+            .arg(root.join("usr/bin/ntpdig"));
+        tool_output("ntpdig", cmd, args)
+    }
 }
 
 /// A private D-Bus "system" bus: `dbus-daemon` (unpacked) with a

@@ -45,7 +45,7 @@ pub use netns::{Netns, in_netns, link};
 #[allow(unused_imports)]
 pub use process::{Proc, TempDir, free_port, wait_for};
 #[allow(unused_imports)]
-pub use responder::SkewedServer;
+pub use responder::{Answer, SkewedServer};
 #[allow(unused_imports)]
 pub use topology::{Lab, LabBuilder};
 

@@ -11,6 +11,9 @@
 //! | 192.0.2.41–.43 | further `skewed` responders |
 //! | 192.0.2.51–.54 | `drifting` responders |
 //! | 192.0.2.61–.64 | `free_running`: chronyd serving its own clock (`local stratum 8`), no upstream |
+//! | 192.0.2.71–.72 | `kissing`: responders that answer with a kiss-o'-death |
+//! | 192.0.2.73–.74 | `forging`: responders whose replies carry the wrong origin timestamp |
+//! | 192.0.2.75–.76 | `silent`: responders that never answer |
 //! | 192.0.2.77 | an address a test adds and removes itself, in a lone namespace |
 //! | 198.51.100.7 | the reference ID the responders announce; no host has it |
 //! | 198.51.100.8 | each honest server's reference: a responder with no offset on the server's own loopback, port 1123 (the server announces this address as its reference ID) |
@@ -61,6 +64,12 @@ pub const HONEST_REFERENCE: std::net::SocketAddrV4 =
     std::net::SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 8), 1123);
 /// Hosts that ask the client for time.
 pub const DOWNSTREAM: [Ipv4Addr; 4] = [doc(31), doc(32), doc(33), doc(34)];
+/// Responders that send a kiss-o'-death.
+pub const KISSING: [Ipv4Addr; 2] = [doc(71), doc(72)];
+/// Responders whose replies fail the origin check.
+pub const FORGING: [Ipv4Addr; 2] = [doc(73), doc(74)];
+/// Responders that never answer.
+pub const SILENT: [Ipv4Addr; 2] = [doc(75), doc(76)];
 /// An address a test adds to and removes from a lone namespace.
 pub const ADDED: Ipv4Addr = doc(77);
 /// The reference ID every responder announces (its "upstream"): no host.

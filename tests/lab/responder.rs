@@ -1,5 +1,7 @@
 //! The test-only NTP responder: a server that is wrong on purpose, by an
-//! offset (`skewed`) or a rate (`drifting`), with a clock of its own.
+//! offset (`skewed`) or a rate (`drifting`), with a clock of its own; or
+//! one that answers badly ([`Answer`]): a kiss-o'-death, a reply with the
+//! wrong origin timestamp, nothing at all.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::Arc;
@@ -11,6 +13,20 @@ use clock_exporter::testing::proto::ntp::{Header, NtpShort, NtpTimestamp, RefId}
 
 use super::netns::{Netns, enter_netns};
 use super::plan::RESPONDER_REFID;
+
+/// How a responder answers a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// A time, shifted as the responder is.
+    Time,
+    /// A kiss-o'-death (stratum 0) with this code, origin echoed.
+    Kiss([u8; 4]),
+    /// A time whose origin timestamp is not the request's transmit
+    /// timestamp: what an off-path forger without the nonce sends.
+    WrongOrigin,
+    /// Nothing (the request is counted).
+    Silent,
+}
 
 /// A deliberately wrong NTP server: answers mode-3 requests on UDP 123 of
 /// its namespace with the local time shifted by `offset` seconds, plus
@@ -31,6 +47,17 @@ impl SkewedServer {
 
     /// On `bind`, an address and port of `ns`.
     pub fn start_on(ns: &Netns, bind: SocketAddrV4, offset: f64, drift_ratio: f64) -> SkewedServer {
+        Self::answering(ns, bind, offset, drift_ratio, Answer::Time)
+    }
+
+    /// On `bind`, answering as `answer` says.
+    pub fn answering(
+        ns: &Netns,
+        bind: SocketAddrV4,
+        offset: f64,
+        drift_ratio: f64,
+        answer: Answer,
+    ) -> SkewedServer {
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
         let path = format!("/var/run/netns/{}", ns.name);
@@ -58,7 +85,8 @@ impl SkewedServer {
                 let elapsed = now.duration_since(start).unwrap_or_default().as_secs_f64();
                 let shift = offset + drift_ratio * elapsed;
                 let t = NtpTimestamp::from_system_time(now).shifted(shift);
-                let resp = Header {
+                req2.fetch_add(1, Ordering::Relaxed);
+                let mut resp = Header {
                     leap: 0,
                     version: req.version,
                     mode: 4,
@@ -73,8 +101,16 @@ impl SkewedServer {
                     receive: t,
                     transmit: t,
                 };
+                match answer {
+                    Answer::Time => {}
+                    Answer::Kiss(code) => {
+                        resp.stratum = 0;
+                        resp.reference_id = RefId(code);
+                    }
+                    Answer::WrongOrigin => resp.origin.0 = resp.origin.0.wrapping_add(1),
+                    Answer::Silent => continue,
+                }
                 let _ = sock.send_to(&resp.encode(), from);
-                req2.fetch_add(1, Ordering::Relaxed);
             }
         });
         ready_rx

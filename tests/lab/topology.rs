@@ -27,7 +27,7 @@ use super::exporter::Exporter;
 use super::netns::{Netns, link};
 use super::plan;
 use super::process::wait_for;
-use super::responder::SkewedServer;
+use super::responder::{Answer, SkewedServer};
 
 /// What a host of the lab is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,6 +43,12 @@ enum Role {
     Drifting(f64),
     /// Nothing running: a host that may ask the client for time.
     Downstream,
+    /// The responder, answering with a kiss-o'-death of this code.
+    Kissing([u8; 4]),
+    /// The responder, its replies failing the origin check.
+    Forging,
+    /// The responder, never answering.
+    Silent,
 }
 
 impl Role {
@@ -53,6 +59,9 @@ impl Role {
             Role::Skewed(_) => &plan::SKEWED,
             Role::Drifting(_) => &plan::DRIFTING,
             Role::Downstream => &plan::DOWNSTREAM,
+            Role::Kissing(_) => &plan::KISSING,
+            Role::Forging => &plan::FORGING,
+            Role::Silent => &plan::SILENT,
         }
     }
 
@@ -145,6 +154,22 @@ impl LabBuilder {
     /// test may ask the client for time.
     pub fn downstream(self, name: &str) -> Self {
         self.role(name, Role::Downstream)
+    }
+
+    /// The test responder answering every request with a kiss-o'-death
+    /// of `code` (`*b"RATE"`, say).
+    pub fn kissing(self, name: &str, code: [u8; 4]) -> Self {
+        self.role(name, Role::Kissing(code))
+    }
+
+    /// The test responder whose replies carry the wrong origin timestamp.
+    pub fn forging(self, name: &str) -> Self {
+        self.role(name, Role::Forging)
+    }
+
+    /// The test responder, bound but never answering.
+    pub fn silent(self, name: &str) -> Self {
+        self.role(name, Role::Silent)
     }
 
     /// The client polls `name` but never selects it.
@@ -295,6 +320,11 @@ impl Lab {
                 Running::Responder(SkewedServer::start(&ns, addr, 0.0, ppm * 1e-6))
             }
             Role::Downstream => Running::Nothing,
+            Role::Kissing(code) => {
+                Running::Responder(Self::misbehaving(&ns, addr, Answer::Kiss(code)))
+            }
+            Role::Forging => Running::Responder(Self::misbehaving(&ns, addr, Answer::WrongOrigin)),
+            Role::Silent => Running::Responder(Self::misbehaving(&ns, addr, Answer::Silent)),
         };
         self.hosts.push(Host {
             name: name.to_owned(),
@@ -303,6 +333,20 @@ impl Lab {
             running,
             ns,
         });
+    }
+
+    fn misbehaving(ns: &Netns, addr: Ipv4Addr, answer: Answer) -> SkewedServer {
+        SkewedServer::answering(ns, std::net::SocketAddrV4::new(addr, 123), 0.0, 0.0, answer)
+    }
+
+    /// The addresses of every host but downstream ones, as the client's
+    /// daemon would be told to poll them.
+    pub fn server_addrs(&self) -> Vec<Ipv4Addr> {
+        self.hosts
+            .iter()
+            .filter(|h| h.role != Role::Downstream)
+            .map(|h| h.addr)
+            .collect()
     }
 
     /// Waits until every honest server has synchronised to its reference.
@@ -418,6 +462,11 @@ impl Lab {
     /// NTPsec's `ntpq` on the client.
     pub fn ntpq(&self, args: &[&str]) -> String {
         Ntpd::ntpq(&self.root, &self.client, args)
+    }
+
+    /// NTPsec's `ntpdig` on the client (reports only).
+    pub fn ntpdig(&self, args: &[&str]) -> String {
+        Ntpd::ntpdig(&self.root, &self.client, args)
     }
 
     /// Restarts the client's chronyd with the same configuration.
