@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use clock_exporter::testing::Scraper;
 use clock_exporter::testing::http::{self, App, Net, ProbeConfig, WebConfig};
 use clock_exporter::testing::proto::ntp::{Header, NtpShort, NtpTimestamp, RefId};
-use clock_exporter::testing::Scraper;
 
 fn probe_net(s: &str) -> Net {
     Net::parse(s).expect("address block")
@@ -215,11 +215,20 @@ async fn an_allowed_server_is_probed_with_theta_s_sign() {
     let offset = value(&body, &format!("clock_sntp_offset_seconds{labels}")).expect(&body);
     assert!((offset - 11.5).abs() < 0.01, "θ {offset}");
     assert_eq!(value(&body, "clock_probe_success "), Some(1.0), "{body}");
-    assert_eq!(value(&body, &format!("clock_sntp_samples{labels}")), Some(2.0));
-    assert_eq!(value(&body, &format!("clock_sntp_stratum{labels}")), Some(2.0));
+    assert_eq!(
+        value(&body, &format!("clock_sntp_samples{labels}")),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&body, &format!("clock_sntp_stratum{labels}")),
+        Some(2.0)
+    );
     assert_eq!(r.requests(), 2);
     let took = value(&body, "clock_probe_duration_seconds ").expect("duration");
-    assert!((2.0..3.5).contains(&took), "two samples 2 s apart took {took} s");
+    assert!(
+        (2.0..3.5).contains(&took),
+        "two samples 2 s apart took {took} s"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,11 +249,18 @@ async fn a_silent_server_fails_within_prometheus_scrape_timeout() {
     .await;
     let took = start.elapsed();
     assert_eq!(status, 200, "{body}");
-    assert!(took >= Duration::from_millis(950) && took < Duration::from_millis(1400), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(1400),
+        "{took:?}"
+    );
     assert_eq!(value(&body, "clock_probe_success "), Some(0.0));
     assert!(body.contains("reason=\"no_reply\"} 1"), "{body}");
     assert!(!body.contains("clock_sntp_offset_seconds{"), "{body}");
-    assert_eq!(r.requests(), 1, "the second sample did not fit in the deadline");
+    assert_eq!(
+        r.requests(),
+        1,
+        "the second sample did not fit in the deadline"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
