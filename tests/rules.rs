@@ -36,11 +36,12 @@ const PROMETHEUS_SERIES: [&str; 3] = [
 
 /// Labels every series carries besides its own: the target's, and the
 /// target labels the rules honour (documented in clock-alerts.rules.yml).
-const TARGET_LABELS: [&str; 4] = [
+const TARGET_LABELS: [&str; 5] = [
     "instance",
     "job",
     "clock_min_sources",
     "clock_daemon_expected",
+    "prober",
 ];
 
 /// The stable uid of each dashboard: links and provisioned copies use them.
