@@ -14,7 +14,9 @@
 //!   with the runbook's advice of 3–4 sources, and nothing names the honest
 //!   server, nor pages for an offset the daemon cannot know;
 //! - a free-running upstream (chronyd `local`, no upstream): the client's
-//!   side names it.
+//!   side names it;
+//! - the seed seen from the centre: Prometheus scrapes `/probe` for the
+//!   servers with the README's relabelling, and vB alone is named.
 //!
 //! The lab shares this machine's kernel clock, which no lab daemon
 //! disciplines (`-x`, `disable ntp`): the kernel alerts report this
@@ -41,7 +43,13 @@ const PROMETHEUS: &str = "127.0.0.1:9090";
 /// not discipline: whether they are raised depends on the machine.
 const MACHINE_ALERTS: [&str; 2] = ["ClockKernelNotSynchronising", "ClockKernelFreeRunning"];
 
-fn start_prometheus(root: &Path, ns: &Netns, dir: &TempDir) -> Proc {
+/// The scrape config of the exporter on the client host.
+const CLOCK_JOB: &str =
+    "  - job_name: clock\n    static_configs:\n      - targets: [\"127.0.0.1:9857\"]\n";
+
+/// Prometheus in `ns`, evaluating every rule file each second, with
+/// `scrape_configs` (YAML list items, indented two spaces).
+fn start_prometheus(root: &Path, ns: &Netns, dir: &TempDir, scrape_configs: &str) -> Proc {
     let files = common::rule_files_evaluated_every(dir.path(), "1s");
     assert!(files.len() >= 2, "{files:?}");
     let rules = files
@@ -51,7 +59,7 @@ fn start_prometheus(root: &Path, ns: &Netns, dir: &TempDir) -> Proc {
         .join("\n");
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rules}\n\
-         scrape_configs:\n  - job_name: clock\n    static_configs:\n      - targets: [\"127.0.0.1:9857\"]\n"
+         scrape_configs:\n{scrape_configs}"
     );
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).expect("write prometheus.yml");
@@ -106,6 +114,8 @@ struct Alert {
     name: String,
     severity: String,
     peer: String,
+    /// The server a probe alert names.
+    server: String,
     description: String,
 }
 
@@ -120,6 +130,7 @@ fn alerts(ns: &Netns) -> Vec<Alert> {
                 name: s(&a["labels"]["alertname"]),
                 severity: s(&a["labels"]["severity"]),
                 peer: s(&a["labels"]["peer"]),
+                server: s(&a["labels"]["server"]),
                 description: s(&a["annotations"]["description"]),
             }
         })
@@ -220,7 +231,7 @@ fn watched(builder: LabBuilder, daemon: Daemon, settled: impl Fn(&Lab, &str) -> 
         settled(&lab, &exporter.scrape()).then_some(())
     });
     let dir = TempDir::new("prometheus");
-    let prometheus = start_prometheus(lab.root(), lab.client(), &dir);
+    let prometheus = start_prometheus(lab.root(), lab.client(), &dir, CLOCK_JOB);
     Watched {
         _prometheus: prometheus,
         exporter,
@@ -510,4 +521,99 @@ fn free_running_upstream_is_named(daemon: Daemon) {
     let free = query(w.ns(), "peer:clock_peer_free_running:bool");
     assert_eq!(free.len(), 1, "{free:?}");
     assert_eq!(free[0]["metric"]["peer"], f.to_string(), "{free:?}");
+}
+
+/// The `/probe` job of the README, verbatim but for its targets, the
+/// prober's address and a lab's scrape interval.
+fn readme_probe_job(targets: &[Ipv4Addr]) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let block = readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("metrics_path: /probe"))
+        .expect("the README's /probe scrape config");
+    let job = block
+        .strip_prefix("scrape_configs:\n")
+        .expect("the block begins with scrape_configs:");
+    let list = targets
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut job = job.to_owned();
+    for (from, to) in [
+        (
+            "[ntp1.example.net, ntp2.example.net, ntp3.example.net]",
+            format!("[{list}]"),
+        ),
+        ("prober.example.net:9857", "127.0.0.1:9857".to_owned()),
+        ("scrape_interval: 30s", "scrape_interval: 2s".to_owned()),
+        ("scrape_timeout: 10s", "scrape_timeout: 2s".to_owned()),
+    ] {
+        assert_eq!(job.matches(from).count(), 1, "{from} in {job}");
+        job = job.replace(from, &to);
+    }
+    job
+}
+
+/// The seed seen from the centre: a real Prometheus scrapes `/probe` for
+/// two honest servers and vB with the README's relabelling, and
+/// ClockProbedServerDisagrees names vB alone, with its +11.5 s.
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn the_skewed_server_probed_from_the_centre_is_named_alone() {
+    let lab = Lab::builder()
+        .honest("a")
+        .honest("b")
+        .skewed("vb", 11.5)
+        .build();
+    let mut flags = common::lab::only_collectors(&[]);
+    flags.extend(["--probe.allow".to_owned(), "192.0.2.0/24".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let _exporter = lab.exporter(&flags);
+    let targets = [lab.addr("a"), lab.addr("b"), lab.addr("vb")];
+    let dir = TempDir::new("prometheus");
+    let _prometheus = start_prometheus(lab.root(), lab.client(), &dir, &readme_probe_job(&targets));
+    let ns = lab.client();
+    let found = wait_for(
+        "ClockProbedServerDisagrees raised",
+        Duration::from_secs(60),
+        || {
+            let a = raised(ns);
+            a.iter()
+                .any(|x| x.name == "ClockProbedServerDisagrees")
+                .then_some(a)
+        },
+    );
+    let vb = lab.addr("vb").to_string();
+    let naming: Vec<&Alert> = found.iter().filter(|a| !a.server.is_empty()).collect();
+    for a in &naming {
+        assert_eq!(a.server, vb, "{} names another server: {found:#?}", a.name);
+    }
+    let disagrees = naming
+        .iter()
+        .find(|a| a.name == "ClockProbedServerDisagrees")
+        .expect("raised");
+    assert!(
+        disagrees.description.contains("Probed from dc1,")
+            && disagrees
+                .description
+                .contains("median of the 3 synchronised servers"),
+        "{disagrees:#?}"
+    );
+    for t in targets {
+        assert_eq!(
+            value(ns, &format!("clock_probe_success{{instance=\"{t}\"}}")),
+            Some(1.0),
+            "{t}"
+        );
+    }
+    let from_median = value(
+        ns,
+        &format!("prober:clock_sntp_offset_from_median_seconds{{prober=\"dc1\",server=\"{vb}\"}}"),
+    )
+    .expect("vB's distance from the median");
+    assert!((from_median - 11.5).abs() < 0.01, "{from_median}");
 }
