@@ -28,7 +28,8 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -560,7 +561,9 @@ fn readme_probe_job(targets: &[Ipv4Addr]) -> String {
 
 /// The seed seen from the centre: a real Prometheus scrapes `/probe` for
 /// two honest servers and vB with the README's relabelling, and
-/// ClockProbedServerDisagrees names vB alone, with its +11.5 s.
+/// ClockProbedServerDisagrees names vB alone, with its +11.5 s. vB runs
+/// clock_exporter too, scraped by the `clock` job: the NTP servers
+/// dashboard's prober row joins its clocksource to what the prober sees.
 #[test]
 #[ignore = "needs root and the lab: run scripts/test"]
 fn the_skewed_server_probed_from_the_centre_is_named_alone() {
@@ -574,8 +577,25 @@ fn the_skewed_server_probed_from_the_centre_is_named_alone() {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let _exporter = lab.exporter(&flags);
     let targets = [lab.addr("a"), lab.addr("b"), lab.addr("vb")];
+    let vb_exporter_addr = SocketAddr::from((lab.addr("vb"), 9857));
+    let facts = common::lab::only_collectors(&["time", "clocksource"]);
+    let facts: Vec<&str> = facts.iter().map(String::as_str).collect();
+    let vb_exporter = Exporter::start_on(lab.ns("vb"), vb_exporter_addr, &facts);
+    let vb_clocksource = vb_exporter
+        .scrape()
+        .lines()
+        .find_map(|l| {
+            let labels = l.strip_prefix("clock_source_current_info{")?;
+            let (_, rest) = labels.split_once("clocksource=\"")?;
+            rest.split('"').next().map(str::to_owned)
+        })
+        .expect("vB's exporter publishes its clocksource");
     let dir = TempDir::new("prometheus");
-    let _prometheus = start_prometheus(lab.root(), lab.client(), &dir, &readme_probe_job(&targets));
+    let jobs = format!(
+        "{}  - job_name: clock\n    static_configs:\n      - targets: [\"{vb_exporter_addr}\"]\n",
+        readme_probe_job(&targets)
+    );
+    let _prometheus = start_prometheus(lab.root(), lab.client(), &dir, &jobs);
     let ns = lab.client();
     let found = wait_for(
         "ClockProbedServerDisagrees raised",
@@ -616,4 +636,46 @@ fn the_skewed_server_probed_from_the_centre_is_named_alone() {
     )
     .expect("vB's distance from the median");
     assert!((from_median - 11.5).abs() < 0.01, "{from_median}");
+
+    assert_prober_row(ns, &targets, &vb, &vb_clocksource);
+}
+
+/// The NTP servers dashboard's prober row, as Grafana asks it: each query
+/// has a row per probed server, and the server's own facts join for `vb`
+/// alone, the one server that runs clock_exporter.
+fn assert_prober_row(ns: &Netns, targets: &[Ipv4Addr], vb: &str, vb_clocksource: &str) {
+    let row = |ref_id: &str| {
+        common::panel_queries()
+            .into_iter()
+            .find(|q| q.panel == "Servers probed over SNTP" && q.ref_id == ref_id)
+            .unwrap_or_else(|| panic!("query {ref_id} of the prober row"))
+            .raw
+    };
+    let joined = wait_for(
+        "the prober row to join vB's exporter",
+        Duration::from_secs(30),
+        || {
+            let r = query(ns, &row("G"));
+            (!r.is_empty()).then_some(r)
+        },
+    );
+    assert_eq!(joined.len(), 1, "only vB runs an exporter: {joined:#?}");
+    assert_eq!(joined[0]["metric"]["server"], vb, "{joined:#?}");
+    assert_eq!(
+        joined[0]["metric"]["clocksource"], vb_clocksource,
+        "{joined:#?}"
+    );
+    let want: BTreeSet<String> = targets.iter().map(ToString::to_string).collect();
+    for ref_id in ["A", "B", "C", "D", "E", "F"] {
+        let servers: BTreeSet<String> = query(ns, &row(ref_id))
+            .iter()
+            .map(|r| {
+                r["metric"]["server"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(servers, want, "query {ref_id} of the prober row");
+    }
 }

@@ -555,6 +555,16 @@ fn check_panel(
         Some(id) if ids.insert(id) => {}
         other => problems.push(format!("{what}: id {other:?} missing or repeated")),
     }
+    if p["type"] == "row" {
+        // A row is a heading: a title and a full-width line of the grid.
+        if p["gridPos"]["w"] != 24 || p["gridPos"]["h"] != 1 {
+            problems.push(format!(
+                "{what}: a row {} is not one full line",
+                p["gridPos"]
+            ));
+        }
+        return;
+    }
     if p["description"].as_str().is_none_or(|s| s.len() < 20) {
         problems.push(format!("{what}: no plain-words description"));
     }

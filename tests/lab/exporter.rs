@@ -2,7 +2,7 @@
 //! host's loopback, and read the way Prometheus reads it.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -77,6 +77,16 @@ impl Exporter {
             .into_iter()
             .chain(args.iter().copied());
         Self::spawn(Some(ns.name.clone()), "127.0.0.1:9857".to_owned(), flags)
+    }
+
+    /// Starts the exporter in `ns` listening on `addr` (a lab address, so
+    /// that another namespace scrapes it), and waits until it answers.
+    pub fn start_on(ns: &Netns, addr: SocketAddr, args: &[&str]) -> Exporter {
+        Self::spawn(
+            Some(ns.name.clone()),
+            addr.to_string(),
+            args.iter().copied(),
+        )
     }
 
     /// Starts the exporter on this host's loopback with these flags.
