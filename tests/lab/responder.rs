@@ -4,10 +4,10 @@
 //! wrong origin timestamp, nothing at all.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use clock_exporter::testing::proto::ntp::{Header, NtpShort, NtpTimestamp, RefId};
 
@@ -26,6 +26,9 @@ pub enum Answer {
     WrongOrigin,
     /// Nothing (the request is counted).
     Silent,
+    /// A time, sent this long after the request came: a server this many
+    /// seconds of round trip away, on a machine without netem.
+    After(Duration),
 }
 
 /// A deliberately wrong NTP server: answers mode-3 requests on UDP 123 of
@@ -37,6 +40,8 @@ pub struct SkewedServer {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     pub requests: Arc<AtomicUsize>,
+    /// When each answered request came, and when its answer left.
+    pub served: Arc<Mutex<Vec<(Instant, Instant)>>>,
 }
 
 impl SkewedServer {
@@ -60,8 +65,9 @@ impl SkewedServer {
     ) -> SkewedServer {
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
+        let served = Arc::new(Mutex::new(Vec::new()));
         let path = format!("/var/run/netns/{}", ns.name);
-        let (stop2, req2) = (stop.clone(), requests.clone());
+        let (stop2, req2, served2) = (stop.clone(), requests.clone(), served.clone());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             enter_netns(&path);
@@ -75,12 +81,20 @@ impl SkewedServer {
                 let Ok((n, from)) = sock.recv_from(&mut buf) else {
                     continue;
                 };
-                let now = SystemTime::now();
+                let came = Instant::now();
+                let mut now = SystemTime::now();
                 let Ok(req) = Header::parse(&buf[..n]) else {
                     continue;
                 };
                 if req.mode != 3 {
                     continue;
+                }
+                if let Answer::After(wait) = answer {
+                    // As if each way took half the wait: the reply's
+                    // timestamps are those of a server in the middle, and
+                    // the prober measures a delay of `wait`, an offset of 0.
+                    std::thread::sleep(wait);
+                    now += wait / 2;
                 }
                 let elapsed = now.duration_since(start).unwrap_or_default().as_secs_f64();
                 let shift = offset + drift_ratio * elapsed;
@@ -102,7 +116,7 @@ impl SkewedServer {
                     transmit: t,
                 };
                 match answer {
-                    Answer::Time => {}
+                    Answer::Time | Answer::After(_) => {}
                     Answer::Kiss(code) => {
                         resp.stratum = 0;
                         resp.reference_id = RefId(code);
@@ -111,6 +125,9 @@ impl SkewedServer {
                     Answer::Silent => continue,
                 }
                 let _ = sock.send_to(&resp.encode(), from);
+                if let Ok(mut log) = served2.lock() {
+                    log.push((came, Instant::now()));
+                }
             }
         });
         ready_rx
@@ -120,6 +137,7 @@ impl SkewedServer {
             stop,
             thread: Some(thread),
             requests,
+            served,
         }
     }
 }
