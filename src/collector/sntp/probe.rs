@@ -253,6 +253,11 @@ pub fn split_target(target: &str) -> Result<(String, u16), String> {
             .map_err(|_| format!("{target:?}: {host:?} is not an IPv6 address"))?;
         return Ok((host.to_owned(), p));
     }
+    if target.contains(['[', ']']) {
+        return Err(format!(
+            "{target:?}: brackets only around an IPv6 address, as [ADDRESS]:PORT"
+        ));
+    }
     if target.parse::<std::net::Ipv6Addr>().is_ok() {
         return Ok((target.to_owned(), NTP_PORT));
     }

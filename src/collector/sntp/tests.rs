@@ -356,6 +356,10 @@ fn targets_split_and_hostile_ones_are_refused() {
         "host/path",
         "héllo",
         "x\n",
+        // Found by the fuzzer: brackets inside a name.
+        "t193[620a",
+        "host]:123",
+        "[2001:db8::1]:12[3",
     ] {
         assert!(probe::split_target(bad).is_err(), "{bad:?} accepted");
     }
