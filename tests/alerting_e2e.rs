@@ -9,7 +9,8 @@
 //! static `/metrics` page, scraped with `honor_labels` so that it can speak
 //! for several hosts): first a healthy fleet (a chrony client of three honest
 //! servers), then the field report's fleet (a client of vA at −87 ms and vB at
-//! +11487.6 ms marked falseticker, and a host whose watchdog demoted `tsc`).
+//! +11487.6 ms marked falseticker, a host whose watchdog demoted `tsc`, and
+//! a central prober that sees vB 11.5 s from the other servers).
 //! Everything runs on loopback ports, in temporary folders, and every process
 //! is killed when the test ends, whether it passes or fails.
 
@@ -359,6 +360,28 @@ fn server(out: &mut String, host: &str, address: &str, clocksource: &str, elapse
     let ptp = "device=\"ptp0\"";
     line(out, "clock_ptp_kvm_offset_seconds", host, ptp, 0.000_02);
     line(out, "clock_ptp_kvm_delay_seconds", host, ptp, 0.000_004);
+    // Its daemon in sync, as the ntpd collector says.
+    let d = "daemon=\"ntpd\"";
+    line(out, "clock_sync_leap", host, d, 0.0);
+    line(out, "clock_sync_worst_case_error_seconds", host, d, 0.003);
+}
+
+/// A prober's sntp collector: each server (address, offset, root
+/// distance) answering and synchronised.
+fn prober(out: &mut String, host: &str, servers: &[(&str, f64, f64)]) {
+    for &(address, offset, distance) in servers {
+        let l = format!("server=\"{address}\",address=\"{address}:123\"");
+        for (name, value) in [
+            ("clock_sntp_up", 1.0),
+            ("clock_sntp_synchronized", 1.0),
+            ("clock_sntp_offset_seconds", offset),
+            ("clock_sntp_delay_seconds", 0.0004),
+            ("clock_sntp_root_distance_seconds", distance),
+            ("clock_sntp_stratum", 2.0),
+        ] {
+            line(out, name, host, &l, value);
+        }
+    }
 }
 
 impl Fleet {
@@ -381,6 +404,16 @@ impl Fleet {
         timesyncd_client(&mut out, "ht:9857");
         server(&mut out, "va:9857", "192.0.2.11", "tsc", elapsed);
         server(&mut out, "vc:9857", "192.0.2.13", "kvm-clock", elapsed);
+        // A central prober of the servers (vB among them in the seed).
+        let mut probed = vec![
+            ("192.0.2.11", 0.0011, 0.004),
+            ("192.0.2.13", -0.0004, 0.005),
+            ("192.0.2.14", 0.0002, 0.004),
+        ];
+        if seed {
+            probed.push(("192.0.2.12", 11.4876, 0.006));
+        }
+        prober(&mut out, "pr:9857", &probed);
         let flip = if seed { "hpet" } else { "tsc" };
         let c = format!("device=\"clocksource0\",clocksource=\"{flip}\"");
         line(&mut out, "clock_source_current_info", "flip:9857", &c, 1.0);
@@ -633,8 +666,9 @@ fn prometheus_and_alertmanager_run_the_rules_dashboards_and_alerts() {
     }
 }
 
-/// The seed's alerts name vB; the healthy client raises no peer alert; the
-/// demoted tsc fires ClockSourceChanged at once.
+/// The seed's alerts name vB, from its clients and from the prober; the
+/// healthy client raises no peer alert; the demoted tsc fires
+/// ClockSourceChanged at once.
 fn check_seed_alerts(prom: u16) {
     let has =
         |alerts: &[(String, String, Value)], name: &str, states: &[&str], label: (&str, &str)| {
@@ -656,6 +690,11 @@ fn check_seed_alerts(prom: u16) {
             ("peer", "192.0.2.12"),
         ) && has(
             &a,
+            "ClockProbedServerDisagrees",
+            &["pending", "firing"],
+            ("server", "192.0.2.12"),
+        ) && has(
+            &a,
             "ClockSourceChanged",
             &["firing"],
             ("instance", "flip:9857"),
@@ -673,6 +712,10 @@ fn check_seed_alerts(prom: u16) {
         assert_ne!(
             labels["peer"], "192.0.2.11",
             "{name} blames the honest vA: {labels}"
+        );
+        assert!(
+            labels["server"].is_null() || labels["server"] == "192.0.2.12",
+            "{name} blames an honest server: {labels}"
         );
     }
 }
