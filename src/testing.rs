@@ -67,6 +67,8 @@ pub mod http {
     pub use crate::collector::sntp::probe::Net;
     pub use crate::http::probe::ProbeConfig;
     pub use crate::http::{App, WebConfig, bind, serve};
+    /// `--web.config.file`: its parser, TLS and basic auth.
+    pub use crate::http::web_config::{auth, file as web_config_file, tls};
 }
 
 /// File roots and the kernel's notices of address and device changes.

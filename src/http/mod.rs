@@ -31,6 +31,7 @@ use connections::{Admission, Held, Table};
 
 mod connections;
 pub mod probe;
+pub mod web_config;
 
 /// The server's limits and paths.
 #[derive(Debug, Clone)]

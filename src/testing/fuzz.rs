@@ -1039,6 +1039,39 @@ pub fn probe_query(data: &[u8]) {
     }
 }
 
+/// `web_config`: any bytes as a `--web.config.file`, parsed and checked
+/// (`http::web_config::file::parse`). Never a panic; what is accepted is
+/// consistent: TLS versions in order, headers only those allowed, every
+/// user with a bcrypt hash of a cost in 4 to 31, a rate limit with an
+/// interval.
+pub fn web_config(data: &[u8]) {
+    use crate::http::web_config::file::{ALLOWED_HEADERS, parse};
+    let text = String::from_utf8_lossy(data);
+    let Ok(c) = parse(&text, Path::new("/etc/clock_exporter")) else {
+        return;
+    };
+    if let Some(t) = &c.tls {
+        assert!(t.min_version <= t.max_version);
+        assert!(t.client_auth.verifies() <= t.client_ca.is_some());
+    }
+    for (name, value) in &c.headers {
+        let (_, allowed) = ALLOWED_HEADERS
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("an allowed header");
+        assert!(allowed.is_none_or(|a| a.contains(&value.as_str())));
+    }
+    for (user, hash) in &c.users {
+        assert!(!user.contains(':'));
+        let cost = hash
+            .parse::<bcrypt::HashParts>()
+            .expect("a bcrypt hash")
+            .get_cost();
+        assert!((4..=31).contains(&cost));
+    }
+    assert!(c.rate_limit.is_none_or(|r| !r.interval.is_zero()));
+}
+
 /// The harnesses on the captured fixtures, and every input kept in
 /// `fuzz/regressions/<target>/`: `cargo test` runs what once broke a
 /// target without the fuzzer.
@@ -1082,6 +1115,7 @@ mod tests {
             "timesyncd" => timesyncd(data),
             "sntp_reply" => sntp_reply(data),
             "probe_query" => probe_query(data),
+            "web_config" => web_config(data),
             other => panic!("no fuzz target {other}"),
         }
     }
