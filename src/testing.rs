@@ -66,9 +66,9 @@ pub mod diagnose {
 pub mod http {
     pub use crate::collector::sntp::probe::Net;
     pub use crate::http::probe::ProbeConfig;
-    pub use crate::http::{App, WebConfig, bind, serve};
     /// `--web.config.file`: its parser, TLS and basic auth.
     pub use crate::http::web_config::{auth, file as web_config_file, tls};
+    pub use crate::http::{App, WebConfig, bind, serve};
 }
 
 /// File roots and the kernel's notices of address and device changes.
