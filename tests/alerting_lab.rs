@@ -44,9 +44,10 @@ const PROMETHEUS: &str = "127.0.0.1:9090";
 /// not discipline: whether they are raised depends on the machine.
 const MACHINE_ALERTS: [&str; 2] = ["ClockKernelNotSynchronising", "ClockKernelFreeRunning"];
 
-/// The scrape config of the exporter on the client host.
-const CLOCK_JOB: &str =
-    "  - job_name: clock\n    static_configs:\n      - targets: [\"127.0.0.1:9857\"]\n";
+/// The scrape config of clock_exporters at `target` (`HOST:PORT`).
+fn clock_job(target: &str) -> String {
+    format!("  - job_name: clock\n    static_configs:\n      - targets: [\"{target}\"]\n")
+}
 
 /// Prometheus in `ns`, evaluating every rule file each second, with
 /// `scrape_configs` (YAML list items, indented two spaces).
@@ -174,10 +175,7 @@ impl Watched {
     /// Waits until an alert named `name` is raised, then returns every
     /// alert raised at that moment.
     fn until_raised(&self, name: &str, patience: Duration) -> Vec<Alert> {
-        wait_for(&format!("{name} raised"), patience, || {
-            let a = raised(self.ns());
-            a.iter().any(|x| x.name == name).then_some(a)
-        })
+        until_raised(self.ns(), name, patience)
     }
 
     /// The exporter's value for one of the client daemon's peers.
@@ -192,6 +190,15 @@ impl Watched {
         )
         .unwrap_or_else(|| panic!("{metric} of {peer}:\n{body}"))
     }
+}
+
+/// Waits until an alert named `name` is raised in `ns`'s Prometheus, then
+/// returns every alert raised at that moment.
+fn until_raised(ns: &Netns, name: &str, patience: Duration) -> Vec<Alert> {
+    wait_for(&format!("{name} raised"), patience, || {
+        let a = raised(ns);
+        a.iter().any(|x| x.name == name).then_some(a)
+    })
 }
 
 /// Whether the exporter says `peer` is in `state` for `daemon`.
@@ -232,7 +239,7 @@ fn watched(builder: LabBuilder, daemon: Daemon, settled: impl Fn(&Lab, &str) -> 
         settled(&lab, &exporter.scrape()).then_some(())
     });
     let dir = TempDir::new("prometheus");
-    let prometheus = start_prometheus(lab.root(), lab.client(), &dir, CLOCK_JOB);
+    let prometheus = start_prometheus(lab.root(), lab.client(), &dir, &clock_job("127.0.0.1:9857"));
     Watched {
         _prometheus: prometheus,
         exporter,
@@ -591,22 +598,10 @@ fn the_skewed_server_probed_from_the_centre_is_named_alone() {
         })
         .expect("vB's exporter publishes its clocksource");
     let dir = TempDir::new("prometheus");
-    let jobs = format!(
-        "{}  - job_name: clock\n    static_configs:\n      - targets: [\"{vb_exporter_addr}\"]\n",
-        readme_probe_job(&targets)
-    );
+    let jobs = readme_probe_job(&targets) + &clock_job(&vb_exporter_addr.to_string());
     let _prometheus = start_prometheus(lab.root(), lab.client(), &dir, &jobs);
     let ns = lab.client();
-    let found = wait_for(
-        "ClockProbedServerDisagrees raised",
-        Duration::from_secs(60),
-        || {
-            let a = raised(ns);
-            a.iter()
-                .any(|x| x.name == "ClockProbedServerDisagrees")
-                .then_some(a)
-        },
-    );
+    let found = until_raised(ns, "ClockProbedServerDisagrees", Duration::from_secs(60));
     let vb = lab.addr("vb").to_string();
     let naming: Vec<&Alert> = found.iter().filter(|a| !a.server.is_empty()).collect();
     for a in &naming {
