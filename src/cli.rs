@@ -71,6 +71,10 @@ pub struct Cli {
     #[arg(long = "web.read-header-timeout", default_value = "30s", value_parser = parse_duration)]
     pub read_header_timeout: Duration,
 
+    /// exporter-toolkit's web configuration (TLS, client certificates, basic auth, response headers, rate limit); see docs/web-config.md. Checked at start (an error names the key and the exporter exits). Changed certificates, keys, CAs, users and headers take effect within about a second; turning TLS on or off, http2 and rate_limit need a restart.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<std::path::PathBuf>,
+
     /// Upper bound on each collector's time in one scrape; a collector that takes longer costs only its own series.
     #[arg(long = "scrape.timeout", default_value = "5s", value_parser = parse_duration)]
     pub scrape_timeout: Duration,

@@ -169,6 +169,11 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<u8, String> {
     if cli.probe_timeout.is_zero() || cli.probe_exchange_timeout.is_zero() {
         return Err("--probe.timeout and --probe.exchange-timeout must be longer than 0".into());
     }
+    let security = match &cli.web_config_file {
+        None => http::web_config::live::Security::off(),
+        Some(path) => http::web_config::live::Security::load(path)?,
+    };
+    let security = Arc::new(security);
     http::raise_nofile_limit();
     let scraper = Arc::new(Scraper::from_matches(&matches, &ctx, cli.scrape_timeout)?);
     let addrs = cli
@@ -187,6 +192,7 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<u8, String> {
         revision = scrape::REVISION,
         listen = %bound.join(","),
         collectors = %scraper.names().join(","),
+        tls = security.tls(),
         "clock_exporter started"
     );
     if cli.probe_allow.is_empty() {
@@ -212,6 +218,7 @@ pub async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<u8, String> {
                 samples: usize::from(cli.probe_samples),
                 exchange_timeout: cli.probe_exchange_timeout,
             },
+            security,
         },
     );
     http::serve(listeners, app, shutdown_signal()).await;

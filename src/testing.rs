@@ -66,7 +66,9 @@ pub mod diagnose {
 pub mod http {
     pub use crate::collector::sntp::probe::Net;
     pub use crate::http::probe::ProbeConfig;
-    /// `--web.config.file`: its parser, TLS and basic auth.
+    /// `--web.config.file`: its parser, TLS and basic auth, and the server's
+    /// live view of it.
+    pub use crate::http::web_config::live::{Active, Security, Verdict};
     pub use crate::http::web_config::{auth, file as web_config_file, tls};
     pub use crate::http::{App, WebConfig, bind, serve};
 }

@@ -12,7 +12,10 @@ const RULES: [(&str, &[&str]); 9] = [
     ("model", &["metrics"]),
     ("collector", &["metrics", "model", "proto", "sys"]),
     ("scrape", &["collector", "metrics"]),
-    ("http", &["scrape", "metrics", "diagnose", "collector"]),
+    (
+        "http",
+        &["scrape", "metrics", "diagnose", "collector", "sys"],
+    ),
     ("diagnose", &["collector", "metrics", "model", "scrape"]),
     ("cli", &["collector"]),
 ];

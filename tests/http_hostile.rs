@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clock_exporter::testing::collector::{BoxFuture, Collected, Collector};
-use clock_exporter::testing::http::{self, App, ProbeConfig, WebConfig};
+use clock_exporter::testing::http::{self, App, ProbeConfig, Security, WebConfig};
 use clock_exporter::testing::metrics::{Desc, Kind};
 use clock_exporter::testing::{Entry, Scraper};
 
@@ -84,6 +84,7 @@ async fn server_waiting(
             read_header_timeout: header_timeout,
             shutdown_grace: Duration::from_secs(5),
             probe: ProbeConfig::default(),
+            security: Arc::new(Security::off()),
         },
     );
     let listeners = http::bind(&["127.0.0.1:0".parse().expect("addr")])
@@ -630,6 +631,7 @@ async fn a_client_scraping_in_a_loop_does_not_starve_another() {
             read_header_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
             probe: ProbeConfig::default(),
+            security: Arc::new(Security::off()),
         },
     );
     let listeners = http::bind(&["127.0.0.1:0".parse().expect("addr")])

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use clock_exporter::testing::Scraper;
-use clock_exporter::testing::http::{self, App, Net, ProbeConfig, WebConfig};
+use clock_exporter::testing::http::{self, App, Net, ProbeConfig, Security, WebConfig};
 use clock_exporter::testing::proto::ntp::{Header, NtpShort, NtpTimestamp, RefId};
 
 fn probe_net(s: &str) -> Net {
@@ -101,6 +101,7 @@ async fn server(probe: ProbeConfig) -> Server {
             read_header_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(1),
             probe,
+            security: Arc::new(Security::off()),
         },
     );
     let listeners = http::bind(&["127.0.0.1:0".parse().expect("addr")])

@@ -15,11 +15,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
+use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -28,6 +28,7 @@ use crate::diagnose::{findings, history::History, page, unix_now};
 use crate::metrics;
 use crate::scrape::{Scraper, VERSION};
 use connections::{Admission, Held, Table};
+use web_config::live::{Security, Verdict};
 
 mod connections;
 pub mod probe;
@@ -52,6 +53,9 @@ pub struct WebConfig {
     pub shutdown_grace: Duration,
     /// What `/probe` may do (off unless it allows some addresses).
     pub probe: probe::ProbeConfig,
+    /// `--web.config.file`: TLS, basic auth, headers, rate limit
+    /// ([`web_config::live::Security::off`] without one).
+    pub security: Arc<Security>,
 }
 
 /// Largest request head accepted; hyper answers 431 beyond it.
@@ -134,13 +138,9 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
     }
     drop(tx);
 
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(app.cfg.read_header_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .keep_alive(true);
+    let builders = Arc::new(Builders::new(&app.cfg));
     let graceful = GracefulShutdown::new();
+    let watcher = Arc::new(security_watcher(&app.cfg.security));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -173,16 +173,12 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
                         Ok::<_, Infallible>(resp.map(|body| Held::new(body, busy)))
                     }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                let watched = graceful.watch(conn);
+                let connection = builders.clone().connection(stream, svc, graceful.watcher());
                 tokio::spawn(async move {
                     tokio::select! {
-                        ended = watched => {
-                            if let Err(e) = ended {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        }
-                        // Shed to make room for a newer connection: dropping
+                        () = connection => {}
+                        // Shed to make room for a newer connection (one
+                        // still in its TLS handshake is idle too): dropping
                         // the connection closes it.
                         () = entry.shed() => {}
                     }
@@ -190,6 +186,7 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
             }
         }
     }
+    watcher.abort();
     acceptors.abort_all();
     tracing::info!("shutting down");
     if tokio::time::timeout(app.cfg.shutdown_grace, graceful.shutdown())
@@ -197,6 +194,100 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
         .is_err()
     {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+/// Checks `--web.config.file` for changes while the server runs.
+fn security_watcher(security: &Arc<Security>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(Arc::clone(security).watch())
+}
+
+/// How connections are served: HTTP/1.1, and HTTP/2 where TLS negotiated it.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    security: Arc<Security>,
+    handshake_timeout: Duration,
+}
+
+impl Builders {
+    fn new(cfg: &WebConfig) -> Builders {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(cfg.read_header_timeout)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEAD_BYTES as u32)
+            // Scrapes are bounded by --web.max-requests; streams beyond
+            // that would only wait.
+            .max_concurrent_streams(u32::try_from(cfg.max_requests.clamp(1, 256)).unwrap_or(256))
+            // An idle HTTP/2 connection is pinged and closed when the peer
+            // is gone, as the header-read timeout ends an idle HTTP/1 one.
+            .keep_alive_interval(Some(cfg.read_header_timeout))
+            .keep_alive_timeout(cfg.read_header_timeout);
+        Builders {
+            http1: h1,
+            http2: h2,
+            security: Arc::clone(&cfg.security),
+            handshake_timeout: cfg.read_header_timeout,
+        }
+    }
+
+    /// Serves one connection to its end: the TLS handshake first when TLS
+    /// is on (bounded by the header-read timeout; a failure is logged at
+    /// debug, rate-limited), then HTTP.
+    async fn connection<S>(
+        self: Arc<Self>,
+        stream: TcpStream,
+        svc: S,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        S: hyper::service::HttpService<Incoming, ResBody = Held<Full<Bytes>>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let active = self.security.current();
+        let Some(acceptor) = &active.acceptor else {
+            let conn = self.http1.serve_connection(TokioIo::new(stream), svc);
+            log_end(watcher.watch(conn).await);
+            return;
+        };
+        let tls = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await
+        {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return self.security.handshake_failed(&e),
+            Err(_) => {
+                return self
+                    .security
+                    .handshake_failed(&"no handshake within --web.read-header-timeout");
+            }
+        };
+        let (_, session) = tls.get_ref();
+        if active.require_cert && session.peer_certificates().is_none() {
+            return self.security.handshake_failed(
+                &"the client sent no certificate, and client_allowed_sans needs one",
+            );
+        }
+        let h2 = session.alpn_protocol() == Some(b"h2");
+        drop(active);
+        if h2 {
+            let conn = self.http2.serve_connection(TokioIo::new(tls), svc);
+            log_end(watcher.watch(conn).await);
+        } else {
+            let conn = self.http1.serve_connection(TokioIo::new(tls), svc);
+            log_end(watcher.watch(conn).await);
+        }
+    }
+}
+
+fn log_end<E: std::fmt::Display>(ended: Result<(), E>) {
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -244,13 +335,40 @@ fn text_response(status: StatusCode, body: &str) -> Resp {
     r
 }
 
-/// Answers one request. Generic over the body, which is never read.
+/// Answers one request, on every path behind `--web.config.file`'s rate
+/// limit and basic auth, with its headers (as exporter-toolkit: a 429 gets
+/// none, a 401 gets them). Generic over the body, which is never read.
 pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallible> {
+    let security = &app.cfg.security;
+    let active = security.current();
+    let mut r = match security.admit(&active, req.headers()).await {
+        Verdict::Limited => {
+            return Ok(text_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests\n",
+            ));
+        }
+        Verdict::Unauthorized => {
+            let mut r = text_response(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            r.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+            r
+        }
+        Verdict::In => route(&app, req).await,
+    };
+    for (name, value) in &active.headers {
+        r.headers_mut().insert(name.clone(), value.clone());
+    }
+    Ok(r)
+}
+
+/// Routes a request let in.
+async fn route<B>(app: &Arc<App>, req: Request<B>) -> Resp {
     let path = req.uri().path();
     let is_metrics = path == app.cfg.telemetry_path;
     let is_probe = path == "/probe";
     if !(is_metrics || is_probe || path == "/") {
-        return Ok(text_response(StatusCode::NOT_FOUND, "404 page not found\n"));
+        return text_response(StatusCode::NOT_FOUND, "404 page not found\n");
     }
     let head = match *req.method() {
         Method::GET => false,
@@ -259,7 +377,7 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
             let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
             r.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return Ok(r);
+            return r;
         }
     };
     if is_probe {
@@ -273,30 +391,30 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
                 CONTENT_TYPE,
                 HeaderValue::from_static(format.content_type()),
             );
-            return Ok(r);
+            return r;
         }
-        return Ok(app
+        return app
             .prober
             .handle(req.uri().query().unwrap_or_default(), req.headers(), format)
-            .await);
+            .await;
     }
     if !is_metrics {
         let body = if head {
             Bytes::new()
         } else {
-            let Some(_permit) = scrape_permit(&app).await else {
-                return Ok(busy());
+            let Some(_permit) = scrape_permit(app).await else {
+                return busy();
             };
             let families = app.scraper.scrape().await;
             app.history.record(&families, unix_now());
-            Bytes::from(landing_page(&app, &families))
+            Bytes::from(landing_page(app, &families))
         };
         let mut r = Response::new(Full::new(body));
         r.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
-        return Ok(r);
+        return r;
     }
 
     let format = app
@@ -305,8 +423,8 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
     let body = if head {
         Bytes::new()
     } else {
-        let Some(_permit) = scrape_permit(&app).await else {
-            return Ok(busy());
+        let Some(_permit) = scrape_permit(app).await else {
+            return busy();
         };
         let families = app.scraper.scrape().await;
         app.history.record(&families, unix_now());
@@ -317,7 +435,7 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Resp, Infallibl
         CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    Ok(r)
+    r
 }
 
 fn busy() -> Resp {

@@ -217,6 +217,30 @@ impl HeldAttrs {
     }
 }
 
+/// One version of a file: device, inode, size and modification time. A
+/// file replaced by a rename (a rotated certificate, a Kubernetes secret's
+/// symlink swap; the path is followed) gets another inode; one rewritten in
+/// place another time or size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileVersion {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+/// The version of the file at `path`, `None` when it cannot be stat'ed.
+pub fn version(path: &Path) -> Option<FileVersion> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileVersion {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+    })
+}
+
 /// Reads a one-line sysfs attribute and trims it.
 pub fn read_attr(path: &Path) -> Result<String, FileError> {
     read_text(path, ATTR_LIMIT).map(|s| s.trim().to_owned())

@@ -36,7 +36,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: &str, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn new(key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
             key: key.to_owned(),
             message: message.into(),

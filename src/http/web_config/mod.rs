@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod file;
+pub mod live;
 pub mod tls;
 
 #[cfg(test)]
