@@ -10,6 +10,12 @@
 //! other clock_exporter builds to the same run, to compare before and after a
 //! change under the same machine load.
 //!
+//! `--tls` adds clock_exporter behind `--web.config.file` (TLS with a
+//! certificate of its own CA, one basic-auth user with a bcrypt hash of cost
+//! 10, a header), scraped over TLS with the credentials on every request as
+//! Prometheus does, on the same keep-alive connections: what TLS and basic
+//! auth cost a scrape, paired round by round against the plain server.
+//!
 //! Two passes: one with Prometheus' own `Accept` header (clock_exporter then
 //! answers OpenMetrics, node_exporter 1.5 the text format), one with
 //! `Accept: text/plain`, where both answer text 0.0.4.
@@ -41,12 +47,14 @@ use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// The `Accept` header Prometheus 2.x sends on every scrape.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -87,6 +95,9 @@ struct Args {
     /// (for example the build before a change); repeatable.
     #[arg(long, value_parser = parse_also)]
     also: Vec<(String, PathBuf)>,
+    /// Also clock_exporter with `--web.config.file`: TLS and basic auth.
+    #[arg(long)]
+    tls: bool,
 }
 
 fn parse_also(s: &str) -> Result<(String, PathBuf), String> {
@@ -100,6 +111,8 @@ enum Target {
     Ours,
     /// Another clock_exporter build (`--also`).
     Also(String, PathBuf),
+    /// clock_exporter behind TLS and basic auth (`--tls`).
+    OursTls,
     Floor,
     NodeExporter,
 }
@@ -114,6 +127,9 @@ impl Target {
                 .iter()
                 .map(|(l, p)| Target::Also(l.clone(), p.clone())),
         );
+        if args.tls {
+            out.push(Target::OursTls);
+        }
         out.extend([Target::Floor, Target::NodeExporter]);
         out
     }
@@ -122,6 +138,7 @@ impl Target {
         match self {
             Target::Ours => "clock_exporter",
             Target::Also(label, _) => label,
+            Target::OursTls => "clock_exporter, TLS and basic auth",
             Target::Floor => "floor (hyper)",
             Target::NodeExporter => "node_exporter",
         }
@@ -197,6 +214,14 @@ impl Server {
                 };
                 // Defaults except the listen address.
                 cmd.arg(path).arg(format!("--web.listen-address={listen}"));
+            }
+            Target::OursTls => {
+                cmd.arg(&args.ours)
+                    .arg(format!("--web.listen-address={listen}"))
+                    .arg(format!(
+                        "--web.config.file={}",
+                        args.work_dir.join("tls/web-config.yml").display()
+                    ));
             }
             Target::Floor => {
                 cmd.arg(&args.floor)
@@ -279,7 +304,8 @@ fn free_port() -> Result<SocketAddr, String> {
 /// port in `Host`. No `Accept-Encoding`: Prometheus sends `gzip`, which
 /// node_exporter honours and clock_exporter does not, and compressing 10 kB
 /// would measure zlib rather than the exporters.
-fn request(addr: SocketAddr, accept: &'static str) -> Request<Empty<Bytes>> {
+fn request(client: &Client) -> Request<Empty<Bytes>> {
+    let (addr, accept) = (client.addr, client.accept);
     let mut r = Request::new(Empty::new());
     *r.uri_mut() = hyper::Uri::from_static("/metrics");
     let h = r.headers_mut();
@@ -292,18 +318,112 @@ fn request(addr: SocketAddr, accept: &'static str) -> Request<Empty<Bytes>> {
         HeaderValue::from_static("clock_exporter-bench/1"),
     );
     h.insert(ACCEPT, HeaderValue::from_static(accept));
+    if let Some(auth) = &client.auth {
+        h.insert(AUTHORIZATION, auth.clone());
+    }
     r
+}
+
+/// How the load generator reaches one server.
+#[derive(Clone)]
+struct Client {
+    addr: SocketAddr,
+    accept: &'static str,
+    /// TLS, for [`Target::OursTls`].
+    tls: Option<TlsConnector>,
+    /// `Authorization`, for [`Target::OursTls`].
+    auth: Option<HeaderValue>,
+}
+
+impl Client {
+    fn new(addr: SocketAddr, accept: &'static str, tls: Option<&TlsClient>) -> Client {
+        Client {
+            addr,
+            accept,
+            tls: tls.map(|t| t.connector.clone()),
+            auth: tls.map(|t| t.auth.clone()),
+        }
+    }
+}
+
+/// The `--tls` set-up: the files in `WORK_DIR/tls`, and the client's side.
+struct TlsClient {
+    connector: TlsConnector,
+    auth: HeaderValue,
+}
+
+/// Writes a CA, a server certificate for `localhost` and the web
+/// configuration into `dir`; returns the client that trusts the CA and
+/// knows the password.
+fn tls_setup(dir: &Path) -> Result<TlsClient, String> {
+    use base64::Engine as _;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
+    let err = |e: &dyn std::fmt::Display| format!("--tls: {e}");
+    fs::create_dir_all(dir).map_err(|e| err(&e))?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| err(&e))?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(|e| err(&e))?)
+        .map_err(|e| err(&e))?;
+    let key = KeyPair::generate().map_err(|e| err(&e))?;
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .map_err(|e| err(&e))?
+        .signed_by(&key, &ca)
+        .map_err(|e| err(&e))?;
+    let hash = bcrypt::hash("bench-password", 10).map_err(|e| err(&e))?;
+    for (name, text) in [
+        ("server.crt", leaf.pem()),
+        ("server.key", key.serialize_pem()),
+        (
+            "web-config.yml",
+            format!(
+                "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+                 http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n\
+                 basic_auth_users:\n  prometheus: {hash}\n"
+            ),
+        ),
+    ] {
+        fs::write(dir.join(name), text).map_err(|e| err(&e))?;
+    }
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der().clone()).map_err(|e| err(&e))?;
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let auth = base64::engine::general_purpose::STANDARD.encode("prometheus:bench-password");
+    Ok(TlsClient {
+        connector: TlsConnector::from(Arc::new(config)),
+        auth: HeaderValue::from_str(&format!("Basic {auth}")).map_err(|e| err(&e))?,
+    })
 }
 
 type Pool = Arc<Mutex<Vec<SendRequest<Empty<Bytes>>>>>;
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, String> {
-    let stream = TcpStream::connect(addr)
+async fn connect(client: &Client) -> Result<SendRequest<Empty<Bytes>>, String> {
+    let stream = TcpStream::connect(client.addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     stream
         .set_nodelay(true)
         .map_err(|e| format!("nodelay: {e}"))?;
+    let Some(tls) = &client.tls else {
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        return Ok(sender);
+    };
+    let stream = tls
+        .connect(
+            ServerName::try_from("localhost").map_err(|e| format!("server name: {e}"))?,
+            stream,
+        )
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
@@ -324,23 +444,18 @@ struct Scrape {
 
 /// One scrape on an idle pooled connection, or a new one; timed from `due`
 /// (the tick that issued it) to the last byte of the body.
-async fn scrape(
-    addr: SocketAddr,
-    accept: &'static str,
-    pool: Pool,
-    due: Instant,
-) -> Result<Scrape, String> {
+async fn scrape(client: Client, pool: Pool, due: Instant) -> Result<Scrape, String> {
     let idle = pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
     let (mut sender, new_connection) = match idle {
         Some(s) if !s.is_closed() => (s, false),
-        _ => (connect(addr).await?, true),
+        _ => (connect(&client).await?, true),
     };
     sender
         .ready()
         .await
         .map_err(|e| format!("connection: {e}"))?;
     let resp = sender
-        .send_request(request(addr, accept))
+        .send_request(request(&client))
         .await
         .map_err(|e| format!("request: {e}"))?;
     let status = resp.status();
@@ -383,13 +498,7 @@ struct Load {
 
 /// Issues `rate` scrapes a second for `seconds`, each on its tick whatever the
 /// state of the previous ones (open loop).
-async fn load(
-    addr: SocketAddr,
-    accept: &'static str,
-    rate: u32,
-    seconds: u64,
-    pool: &Pool,
-) -> Load {
+async fn load(client: &Client, rate: u32, seconds: u64, pool: &Pool) -> Load {
     let n = u64::from(rate) * seconds;
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate);
     // Late ticks fire at once, so the count (and the mean rate) holds.
@@ -409,7 +518,7 @@ async fn load(
     };
     for _ in 0..n {
         ticker.tick().await;
-        tasks.spawn(scrape(addr, accept, pool.clone(), Instant::now()));
+        tasks.spawn(scrape(client.clone(), pool.clone(), Instant::now()));
         while let Some(r) = tasks.try_join_next() {
             record(&mut out, r);
         }
@@ -421,14 +530,14 @@ async fn load(
 }
 
 /// Waits until the server answers a scrape.
-async fn wait_ready(server: &mut Server, accept: &'static str) -> Result<Scrape, String> {
+async fn wait_ready(server: &mut Server, client: &Client) -> Result<Scrape, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(Some(status)) = server.child.try_wait() {
             return Err(format!("exited with {status} before answering"));
         }
         let pool = Pool::default();
-        match scrape(server.addr, accept, pool, Instant::now()).await {
+        match scrape(client.clone(), pool, Instant::now()).await {
             Ok(s) => return Ok(s),
             Err(e) if Instant::now() > deadline => return Err(format!("not answering: {e}")),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -451,18 +560,21 @@ async fn measure(
     pass: Pass,
     floor_body: &Path,
     floor_type: &str,
+    tls: Option<&TlsClient>,
 ) -> Result<Run, String> {
     let mut server = Server::start(args, target, floor_body, floor_type)?;
-    let first = wait_ready(&mut server, pass.accept)
+    let tls = tls.filter(|_| *target == Target::OursTls);
+    let client = Client::new(server.addr, pass.accept, tls);
+    let first = wait_ready(&mut server, &client)
         .await
         .map_err(|e| format!("{}: {e}", target.name()))?;
     if *target == Target::Ours {
         fs::write(floor_body, &first.body).map_err(|e| format!("{}: {e}", floor_body.display()))?;
     }
     let pool = Pool::default();
-    let _ = load(server.addr, pass.accept, args.rate, args.warmup, &pool).await;
+    let _ = load(&client, args.rate, args.warmup, &pool).await;
     let cpu_before = server.cpu_seconds()?;
-    let load = load(server.addr, pass.accept, args.rate, args.seconds, &pool).await;
+    let load = load(&client, args.rate, args.seconds, &pool).await;
     let cpu_seconds = server.cpu_seconds()? - cpu_before;
     let peak_rss_kib = server.peak_rss_kib()?;
     drop(server);
@@ -632,6 +744,14 @@ fn report(pass: Pass, summaries: &[(Target, Summary)]) -> String {
         compare(ours, node),
         ours.body_len as f64 / node.body_len as f64
     );
+    if let Some(tls) = get(Target::OursTls) {
+        let (_, paired) = ratio_summary(&paired_ratios(tls, ours));
+        let _ = writeln!(
+            s,
+            "TLS and basic auth/plain: {}; median round by round {paired}",
+            compare(tls, ours)
+        );
+    }
     for (t, m) in summaries {
         if let Target::Also(label, _) = t {
             let _ = writeln!(
@@ -714,6 +834,11 @@ async fn run(args: Args) -> Result<(), String> {
                 ", pinned to CPU {c}"
             ))
     );
+    let tls = if args.tls {
+        Some(tls_setup(&args.work_dir.join("tls"))?)
+    } else {
+        None
+    };
     for pass in PASSES {
         let floor_body = args.work_dir.join(format!("floor-body-{}", pass.file));
         let mut runs: Vec<(Target, Vec<Run>)> = Target::all(&args)
@@ -730,7 +855,8 @@ async fn run(args: Args) -> Result<(), String> {
                     target.name(),
                     loadavg()
                 );
-                let run = measure(&args, target, pass, &floor_body, &floor_type).await?;
+                let run =
+                    measure(&args, target, pass, &floor_body, &floor_type, tls.as_ref()).await?;
                 if *target == Target::Ours {
                     floor_type.clone_from(&run.load.content_type);
                 }

@@ -762,3 +762,99 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_a_client_certificate() {
         prometheus.log_text()
     );
 }
+
+/// The web configurations among docs/web-config.md's YAML blocks (the
+/// Prometheus one is not).
+fn documented_examples() -> Vec<String> {
+    let doc = std::fs::read_to_string(common::repo().join("docs/web-config.md")).expect("read");
+    doc.split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(block, _)| block.to_owned()))
+        .filter(|b| !b.contains("scrape_configs:"))
+        .collect()
+}
+
+#[test]
+fn the_documented_examples_parse() {
+    let examples = documented_examples();
+    assert_eq!(examples.len(), 3, "{examples:#?}");
+    for e in &examples {
+        let parsed = clock_exporter::testing::http::web_config_file::parse(e, Path::new("/etc"))
+            .unwrap_or_else(|err| panic!("{e}: {err}"));
+        assert!(parsed.tls.is_some(), "{e}");
+    }
+}
+
+#[test]
+#[ignore = "needs curl and openssl: run scripts/test"]
+fn the_documented_examples_behave_as_documented() {
+    let examples = documented_examples();
+    let dir = TempDir::new("webcfg-examples");
+    let pki = pki(&dir);
+    let ca = pki.ca_file.to_str().expect("utf-8");
+
+    // TLS only.
+    let server = Server::start(&dir, &examples[0], &[]);
+    assert_eq!(curl(&server, "/metrics", &["--cacert", ca]).status, 200);
+    drop(server);
+
+    // Two users, and a token a second with a burst of 20: one connection
+    // asks 30 times in a row, far faster than a token a second.
+    let server = Server::start(&dir, &examples[1], &[]);
+    assert_eq!(status(&server, ca, "alice:alice-password"), 200);
+    assert_eq!(status(&server, ca, "bob:bob-password"), 200);
+    assert_eq!(status(&server, ca, "alice:bob-password"), 401);
+    let resolve = format!("localhost:{}:127.0.0.1", server.port);
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--resolve",
+            &resolve,
+            "--cacert",
+            ca,
+        ])
+        .args(["-u", "alice:alice-password", "-w", "%{http_code}\n"])
+        .args(std::iter::repeat_n(["-o", "/dev/null"], 30).flatten())
+        .args(std::iter::repeat_n(server.url("/metrics"), 30))
+        .output()
+        .expect("curl");
+    let codes = String::from_utf8_lossy(&out.stdout).into_owned();
+    let codes: Vec<&str> = codes.lines().collect();
+    assert_eq!(codes.len(), 30, "{codes:?}");
+    let ok = codes.iter().filter(|c| **c == "200").count();
+    // 17 tokens left after the three above, and perhaps one or two more
+    // refilled while these ran.
+    assert!((17..=20).contains(&ok), "{codes:?}");
+    assert!(
+        codes.iter().all(|c| *c == "200" || *c == "429"),
+        "{codes:?}"
+    );
+    drop(server);
+
+    // Client certificates from the scrapers' CA, one name allowed.
+    let scrapers = Ca::new("scrapers");
+    scrapers.write(dir.path(), "scrapers-ca.crt");
+    let (c, k) = scrapers.leaf(dir.path(), "prom", &["prometheus.example"]);
+    let (c, k) = (c.to_str().expect("utf-8"), k.to_str().expect("utf-8"));
+    let (oc, ok_) = scrapers.leaf(dir.path(), "other", &["grafana.example"]);
+    let (oc, ok_) = (oc.to_str().expect("utf-8"), ok_.to_str().expect("utf-8"));
+    let server = Server::start(&dir, &examples[2], &[]);
+    let with = curl(
+        &server,
+        "/metrics",
+        &["--cacert", ca, "--cert", c, "--key", k],
+    );
+    assert_eq!(with.status, 200, "{with:?}");
+    assert_eq!(curl(&server, "/metrics", &["--cacert", ca]).status, 0);
+    assert_eq!(
+        curl(
+            &server,
+            "/metrics",
+            &["--cacert", ca, "--cert", oc, "--key", ok_]
+        )
+        .status,
+        0
+    );
+}
