@@ -389,6 +389,25 @@ mod auth {
         assert_eq!(parse_basic(huge.as_bytes()), None);
     }
 
+    proptest::proptest! {
+        /// Any header bytes: an answer, never a panic.
+        #[test]
+        fn any_authorization_header_is_answered(header in proptest::collection::vec(proptest::num::u8::ANY, 0..6000)) {
+            let _ = parse_basic(&header);
+        }
+
+        /// Credentials a client encodes come back as they were sent.
+        #[test]
+        fn encoded_credentials_come_back(user in "[^:]{0,40}", password in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            use base64::Engine as _;
+            let mut raw = user.clone().into_bytes();
+            raw.push(b':');
+            raw.extend_from_slice(&password);
+            let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(&raw));
+            proptest::prop_assert_eq!(parse_basic(header.as_bytes()), Some((user, password)));
+        }
+    }
+
     #[tokio::test]
     async fn right_wrong_and_unknown_users_and_the_cache() {
         let a = Authenticator::new(users());
