@@ -523,11 +523,25 @@ fn check_dashboard_header(
         .cloned()
         .unwrap_or_default();
     let var = |n: &str| vars.iter().find(|v| v["name"] == n);
+    // No data source is named anywhere: the variable starts on Grafana's
+    // default Prometheus data source, so the same file imports (Grafana's
+    // form then asks nothing, there being no `__inputs`) and provisions, as
+    // the README and docs/alerts-and-dashboards.md say.
     match var("datasource") {
-        Some(v) if v["type"] == "datasource" && v["query"] == "prometheus" => {}
+        Some(v)
+            if v["type"] == "datasource"
+                && v["query"] == "prometheus"
+                && v["current"]
+                    .as_object()
+                    .is_none_or(serde_json::Map::is_empty) => {}
         other => problems.push(format!(
-            "{file}: no Prometheus datasource variable: {other:?}"
+            "{file}: no Prometheus datasource variable starting on the default: {other:?}"
         )),
+    }
+    if d.get("__inputs").is_some() {
+        problems.push(format!(
+            "{file}: __inputs: the README says import asks nothing; change it with them"
+        ));
     }
     for n in ["job", "instance"] {
         match var(n) {
