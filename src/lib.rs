@@ -39,16 +39,29 @@ pub fn parse_args() -> (Cli, clap::ArgMatches) {
     parse_args_from(std::env::args_os().collect())
 }
 
+/// `clock_exporter diagnose`'s flags: the server's, and the verdict's.
+fn diagnose_command() -> clap::Command {
+    diagnose::args(cli::command(collector::REGISTRY))
+        .after_help("Exit codes in every format: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
+        .about("One collection, then the verdict: can this host's clock be trusted, and why not.")
+}
+
+/// Every flag, with `diagnose` as a subcommand: what the man page and the
+/// shell completions are generated from (`examples/dist_assets.rs`). The
+/// parser itself takes `diagnose` by hand, as the first argument, followed
+/// by every server flag and the verdict's own.
+pub fn documented_command() -> clap::Command {
+    cli::command(collector::REGISTRY)
+        .name("clock_exporter")
+        .subcommand(diagnose_command().name("diagnose"))
+}
+
 fn parse_args_from(mut args: Vec<std::ffi::OsString>) -> (Cli, clap::ArgMatches) {
     if args.get(1).is_some_and(|a| a == "diagnose") {
         args.remove(1);
-        let cmd = diagnose::args(cli::command(collector::REGISTRY))
-            .after_help("Exit codes in every format: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
+        let cmd = diagnose_command()
             .name("clock_exporter diagnose")
-            .bin_name("clock_exporter diagnose")
-            .about(
-                "One collection, then the verdict: can this host's clock be trusted, and why not.",
-            );
+            .bin_name("clock_exporter diagnose");
         let m = cmd.get_matches_from(args);
         let mut cli =
             <Cli as clap::FromArgMatches>::from_arg_matches(&m).unwrap_or_else(|e| e.exit());

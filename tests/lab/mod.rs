@@ -37,6 +37,7 @@ use std::process::{Command, Stdio};
 #[allow(unused_imports)]
 pub use daemons::{
     Chronyd, Daemon, DbusDaemon, Ntpd, SERVE_LOCAL_CLOCK, Timesyncd, honest_server_conf, lib_path,
+    systemd_lib_path,
 };
 #[allow(unused_imports)]
 pub use exporter::{Exporter, exporter_bin, http_get, only_collectors, sample};
