@@ -14,7 +14,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clock_exporter::testing::proto::cmdmon::{self, Reply, ReplyError, Request, Status};
+use clock_exporter::testing::proto::cmdmon::{self, AuthMode, Reply, ReplyError, Request, Status};
 use common::lab::plan::{CLIENT, HONEST};
 use common::lab::{
     self, Daemon, Exporter, Lab, LabBuilder, Netns, SERVE_LOCAL_CLOCK, sample, wait_for,
@@ -74,7 +74,10 @@ fn exchange_unix(socket: &Path, request: &[u8]) -> Vec<u8> {
 
 /// Writes fixtures when `CLOCK_CAPTURE_FIXTURES` is set; always decodes.
 struct Capture {
-    write: bool,
+    /// `CLOCK_CAPTURE_FIXTURES`: `1` writes every exchange, another value
+    /// only those whose name starts with it (to add fixtures without
+    /// changing the others).
+    write: Option<String>,
     sequence: u32,
 }
 
@@ -89,7 +92,11 @@ impl Capture {
         let sequence = 0x5eed_0000 + self.sequence;
         let bytes = request.encode(sequence);
         let reply = send(bytes.clone());
-        if self.write {
+        if self
+            .write
+            .as_deref()
+            .is_some_and(|w| w == "1" || name.starts_with(w))
+        {
             let dir = fixtures_dir();
             std::fs::create_dir_all(&dir).expect("fixtures dir");
             std::fs::write(dir.join(format!("{name}.request.bin")), &bytes).expect("write");
@@ -202,12 +209,8 @@ fn same_as_chronyc(ours: &Request, theirs: &[u8]) {
     assert_eq!(mine, theirs, "{ours:?} differs from chronyc's request");
 }
 
-#[test]
-#[ignore = "needs root and the lab: run scripts/test"]
-fn requests_equal_chronyc_and_replies_of_real_chronyd_decode() {
-    lab::require_root();
-    let root = lab::root();
-    // chronyc's own requests, read by a fake chronyd on loopback.
+/// chronyc's own requests, read by a fake chronyd on loopback, are ours.
+fn same_requests_as_chronyc(root: &Path) {
     for (args, command, unix, ours) in [
         (&["tracking"][..], 33, false, Request::Tracking),
         (&["sources"][..], 14, false, Request::NSources),
@@ -221,9 +224,17 @@ fn requests_equal_chronyc_and_replies_of_real_chronyd_decode() {
             Request::NtpData(HONEST[0].into()),
         ),
     ] {
-        let theirs = chronyc_request(&root, args, command, unix);
+        let theirs = chronyc_request(root, args, command, unix);
         same_as_chronyc(&ours, &theirs);
     }
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn requests_equal_chronyc_and_replies_of_real_chronyd_decode() {
+    lab::require_root();
+    let root = lab::root();
+    same_requests_as_chronyc(&root);
 
     // Outlives the lab: chronyd stops before its refclock's directory goes.
     let refclock_dir = lab::TempDir::new("refclock");
@@ -244,7 +255,7 @@ fn requests_equal_chronyc_and_replies_of_real_chronyd_decode() {
     std::thread::sleep(Duration::from_secs(4));
 
     let mut cap = Capture {
-        write: std::env::var_os("CLOCK_CAPTURE_FIXTURES").is_some(),
+        write: std::env::var("CLOCK_CAPTURE_FIXTURES").ok(),
         sequence: 0,
     };
     let udp = |req| exchange_udp(client, req);
@@ -295,6 +306,31 @@ fn requests_equal_chronyc_and_replies_of_real_chronyd_decode() {
         },
     );
     assert_eq!(local.ref_id, 0x7f7f_0101);
+
+    // AUTH_DATA (chronyc authdata): refused over UDP by chrony 4.3; over
+    // the socket, a source without authentication, and no such source.
+    let r = cap.take("auth_data.udp", Request::AuthData(honest.into()), udp);
+    assert_eq!(r, Err(ReplyError::Refused(Status::Unauthorised)));
+    let r = cap.take("auth_data.honest", Request::AuthData(honest.into()), unix);
+    let Ok(Reply::AuthData(auth)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        (
+            auth.mode,
+            auth.key_id,
+            auth.ke_attempts,
+            auth.cookies,
+            auth.nak
+        ),
+        (AuthMode::None, 0, 0, 0, false)
+    );
+    let r = cap.take(
+        "auth_data.nosuch",
+        Request::AuthData("192.0.2.99".parse().expect("ip")),
+        unix,
+    );
+    assert_eq!(r, Err(ReplyError::Refused(Status::NoSuchSource)));
 }
 
 // ---------------------------------------------------------------------

@@ -46,6 +46,7 @@ mod req {
     pub const SOURCESTATS: u16 = 34;
     pub const SERVER_STATS: u16 = 54;
     pub const NTP_DATA: u16 = 57;
+    pub const AUTH_DATA: u16 = 67;
 }
 
 /// Reply formats (`RPY_*` in `candm.h`).
@@ -66,6 +67,8 @@ mod rpy {
     pub const NTP_DATA: u16 = 16;
     /// chrony 4.4 and later: adds good-sample and timestamping counts.
     pub const NTP_DATA2: u16 = 26;
+    /// chrony 4.0 and later: a source's authentication (`RPY_AuthData`).
+    pub const AUTH_DATA: u16 = 20;
 }
 
 /// Length of the data of each reply format (`offsetof(CMD_Reply, data.X.EOR)`
@@ -82,6 +85,7 @@ fn reply_data_len(reply: u16) -> Option<usize> {
         rpy::SERVER_STATS4 => 21 * 8,
         rpy::NTP_DATA => 124,
         rpy::NTP_DATA2 => 144,
+        rpy::AUTH_DATA => 24,
         _ => return None,
     })
 }
@@ -450,6 +454,9 @@ pub enum Request {
     ServerStats,
     /// One NTP source's last packet and measurement, by address (unix socket only).
     NtpData(IpAddr),
+    /// One NTP source's authentication: symmetric key or NTS, by address
+    /// (unix socket only up to chrony 4.6).
+    AuthData(IpAddr),
 }
 
 impl Request {
@@ -462,6 +469,7 @@ impl Request {
             Request::SourceStats(_) => req::SOURCESTATS,
             Request::ServerStats => req::SERVER_STATS,
             Request::NtpData(_) => req::NTP_DATA,
+            Request::AuthData(_) => req::AUTH_DATA,
         }
     }
 
@@ -474,6 +482,7 @@ impl Request {
             Request::SourceStats(_) => "sourcestats",
             Request::ServerStats => "serverstats",
             Request::NtpData(_) => "ntpdata",
+            Request::AuthData(_) => "authdata",
         }
     }
 
@@ -491,6 +500,7 @@ impl Request {
                 rpy::SERVER_STATS4,
             ],
             Request::NtpData(_) => &[rpy::NTP_DATA, rpy::NTP_DATA2],
+            Request::AuthData(_) => &[rpy::AUTH_DATA],
         }
     }
 
@@ -499,7 +509,7 @@ impl Request {
         let data = match self {
             Request::Tracking | Request::NSources | Request::ServerStats => 0,
             Request::SourceData(_) | Request::SourceStats(_) => 4,
-            Request::NtpData(_) => ADDRESS_LEN,
+            Request::NtpData(_) | Request::AuthData(_) => ADDRESS_LEN,
         };
         let longest_reply = self
             .replies()
@@ -523,7 +533,9 @@ impl Request {
             Request::SourceData(i) | Request::SourceStats(i) => {
                 b[20..24].copy_from_slice(&i.to_be_bytes());
             }
-            Request::NtpData(a) => b[20..40].copy_from_slice(&Address::from(a).encode()),
+            Request::NtpData(a) | Request::AuthData(a) => {
+                b[20..40].copy_from_slice(&Address::from(a).encode());
+            }
             Request::Tracking | Request::NSources | Request::ServerStats => {}
         }
         b
@@ -829,6 +841,66 @@ pub struct NtpData {
     pub total_good_count: Option<u32>,
 }
 
+/// How a source's packets are authenticated (`RPY_AD_MD_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// 0: not at all.
+    None,
+    /// 1: a symmetric key (`key` in the source's directive).
+    Symmetric,
+    /// 2: Network Time Security (`nts`).
+    Nts,
+    /// A code this module does not know (a newer chrony).
+    Other(u16),
+}
+
+impl AuthMode {
+    fn from_code(code: u16) -> AuthMode {
+        match code {
+            0 => AuthMode::None,
+            1 => AuthMode::Symmetric,
+            2 => AuthMode::Nts,
+            c => AuthMode::Other(c),
+        }
+    }
+
+    /// The name `chronyc authdata` shows: `-`, `SK`, `NTS`, `?`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMode::None => "-",
+            AuthMode::Symmetric => "SK",
+            AuthMode::Nts => "NTS",
+            AuthMode::Other(_) => "?",
+        }
+    }
+}
+
+/// An AUTH_DATA reply (`RPY_AuthData`): what `chronyc authdata` shows of
+/// one source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthData {
+    /// How its packets are authenticated.
+    pub mode: AuthMode,
+    /// The key's type: a hash or cipher code (`key_type`), 0 without one.
+    pub key_type: u16,
+    /// The symmetric key's id, or the NTS key id.
+    pub key_id: u32,
+    /// The key's length, bits.
+    pub key_length: u16,
+    /// NTS-KE sessions started since the last success (`KeAtt`).
+    pub ke_attempts: u16,
+    /// Seconds since the last successful NTS-KE session (`LastKE`); `None`
+    /// when there has been none (chronyd sends 2³²−1, also for sources
+    /// without NTS).
+    pub last_ke_ago: Option<u32>,
+    /// NTS cookies held (`Cook`, at most 8).
+    pub cookies: u16,
+    /// Length of the cookies, bytes (`CLen`).
+    pub cookie_length: u16,
+    /// A NTS NAK (kiss code `NTSN`) received since the last NTS-KE (`Nak`).
+    pub nak: bool,
+}
+
 /// A decoded reply.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Reply {
@@ -844,6 +916,8 @@ pub enum Reply {
     ServerStats(ServerStats),
     /// To [`Request::NtpData`].
     NtpData(NtpData),
+    /// To [`Request::AuthData`].
+    AuthData(AuthData),
 }
 
 /// Checks that a datagram answers `request` sent with `sequence`, and decodes it.
@@ -885,8 +959,23 @@ pub fn decode_data(reply: u16, data: &[u8]) -> Result<Reply, ParseError> {
         rpy::TRACKING => Reply::Tracking(tracking(&mut r)),
         rpy::SOURCESTATS => Reply::SourceStats(sourcestats(&mut r)),
         rpy::NTP_DATA | rpy::NTP_DATA2 => Reply::NtpData(ntp_data(&mut r, reply == rpy::NTP_DATA2)),
+        rpy::AUTH_DATA => Reply::AuthData(auth_data(&mut r)),
         _ => Reply::ServerStats(server_stats(&mut r, reply)),
     })
+}
+
+fn auth_data(r: &mut Reader<'_>) -> AuthData {
+    AuthData {
+        mode: AuthMode::from_code(r.u16()),
+        key_type: r.u16(),
+        key_id: r.u32(),
+        key_length: r.u16(),
+        ke_attempts: r.u16(),
+        last_ke_ago: Some(r.u32()).filter(|&s| s != u32::MAX),
+        cookies: r.u16(),
+        cookie_length: r.u16(),
+        nak: r.u16() != 0,
+    }
 }
 
 fn source_data(r: &mut Reader<'_>) -> SourceData {

@@ -396,6 +396,7 @@ pub fn cmdmon_reply(data: &[u8]) {
         Request::SourceStats(1),
         Request::ServerStats,
         Request::NtpData(std::net::Ipv6Addr::LOCALHOST.into()),
+        Request::AuthData(std::net::Ipv6Addr::LOCALHOST.into()),
     ];
     for request in requests {
         let sequence = header.as_ref().map_or(0, |h| h.sequence);
@@ -411,6 +412,7 @@ pub fn cmdmon_reply(data: &[u8]) {
                     | (Request::SourceStats(_), Reply::SourceStats(_))
                     | (Request::ServerStats, Reply::ServerStats(_))
                     | (Request::NtpData(_), Reply::NtpData(_))
+                    | (Request::AuthData(_), Reply::AuthData(_))
             );
             assert!(kind, "{request:?} answered by {reply:?}");
             let other = cmdmon::decode_reply(request, sequence.wrapping_add(1), data);

@@ -51,6 +51,12 @@ pub(crate) fn all() -> Vec<(Request, &'static [u8], &'static [u8])> {
         f(Request::NtpData(b), fixture!("ntp_data.skewed")),
         f(Request::ServerStats, fixture!("server_stats.unix")),
         f(Request::Tracking, fixture!("tracking.local")),
+        f(Request::AuthData(a), fixture!("auth_data.udp")),
+        f(Request::AuthData(a), fixture!("auth_data.honest")),
+        f(
+            Request::AuthData("192.0.2.99".parse().expect("ip")),
+            fixture!("auth_data.nosuch"),
+        ),
     ]
 }
 
@@ -279,6 +285,37 @@ fn ntp_data_over_the_socket_and_refusals_over_udp() {
     );
     assert_eq!(
         decode(Request::SourceData(99), fixture!("source_data.nosuch")),
+        Err(ReplyError::Refused(Status::NoSuchSource))
+    );
+}
+
+#[test]
+fn auth_data_of_an_unauthenticated_source_and_refusals() {
+    let a: IpAddr = "192.0.2.11".parse().expect("ip");
+    assert_eq!(
+        decode(Request::AuthData(a), fixture!("auth_data.honest")),
+        Ok(Reply::AuthData(AuthData {
+            mode: AuthMode::None,
+            key_type: 0,
+            key_id: 0,
+            key_length: 0,
+            ke_attempts: 0,
+            last_ke_ago: None,
+            cookies: 0,
+            cookie_length: 0,
+            nak: false,
+        }))
+    );
+    // chrony 4.3 answers it on the unix socket only.
+    assert_eq!(
+        decode(Request::AuthData(a), fixture!("auth_data.udp")),
+        Err(ReplyError::Refused(Status::Unauthorised))
+    );
+    assert_eq!(
+        decode(
+            Request::AuthData("192.0.2.99".parse().expect("ip")),
+            fixture!("auth_data.nosuch")
+        ),
         Err(ReplyError::Refused(Status::NoSuchSource))
     );
 }

@@ -114,6 +114,86 @@ fn requests_are_padded_to_the_longest_reply() {
     assert_eq!(&nd[36..40], &[0, 2, 0, 0]);
 }
 
+/// AUTH_DATA as `candm.h` lays it out: an NTS source with 8 cookies of 100
+/// bytes after 1 NTS-KE attempt 3600 s ago, an AES-SIV-CMAC-256 key
+/// (chrony's key type 15) of 256 bits with id 7, no NAK.
+#[test]
+fn auth_data_is_decoded_and_requested_by_address() {
+    let mut d = Vec::new();
+    for field in [2u16, 15] {
+        d.extend_from_slice(&field.to_be_bytes());
+    }
+    d.extend_from_slice(&7u32.to_be_bytes());
+    for field in [256u16, 1] {
+        d.extend_from_slice(&field.to_be_bytes());
+    }
+    d.extend_from_slice(&3600u32.to_be_bytes());
+    for field in [8u16, 100, 0, 0] {
+        d.extend_from_slice(&field.to_be_bytes());
+    }
+    assert_eq!(d.len(), 24);
+    let want = AuthData {
+        mode: AuthMode::Nts,
+        key_type: 15,
+        key_id: 7,
+        key_length: 256,
+        ke_attempts: 1,
+        last_ke_ago: Some(3600),
+        cookies: 8,
+        cookie_length: 100,
+        nak: false,
+    };
+    let request = Request::AuthData("192.0.2.9".parse().expect("ip"));
+    let b = reply(67, 20, 0, 5, &d);
+    assert_eq!(decode_reply(request, 5, &b), Ok(Reply::AuthData(want)));
+    assert_eq!(want.mode.name(), "NTS");
+
+    // A NAK, a symmetric key, a mode from a newer chrony.
+    d[20..22].copy_from_slice(&1u16.to_be_bytes());
+    d[0..2].copy_from_slice(&1u16.to_be_bytes());
+    let Ok(Reply::AuthData(a)) = decode_data(20, &d) else {
+        panic!("decodes");
+    };
+    assert!(a.nak);
+    assert_eq!((a.mode, a.mode.name()), (AuthMode::Symmetric, "SK"));
+    d[0..2].copy_from_slice(&9u16.to_be_bytes());
+    let Ok(Reply::AuthData(a)) = decode_data(20, &d) else {
+        panic!("decodes");
+    };
+    assert_eq!((a.mode, a.mode.name()), (AuthMode::Other(9), "?"));
+    d[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
+    let Ok(Reply::AuthData(a)) = decode_data(20, &d) else {
+        panic!("decodes");
+    };
+    assert_eq!(a.last_ke_ago, None, "2^32-1: no NTS-KE yet");
+
+    // One byte short; a NOSUCHSOURCE answer; another command's reply.
+    assert_eq!(
+        decode_data(20, &d[..23]),
+        Err(ParseError::Truncated {
+            what: "reply data",
+            len: 23,
+            need: 24
+        })
+    );
+    let refused = reply(67, 1, 7, 5, &[]);
+    assert!(matches!(
+        decode_reply(request, 5, &refused),
+        Err(ReplyError::Refused(_))
+    ));
+    assert!(decode_reply(request, 5, &reply(67, 16, 0, 5, &[0; 124])).is_err());
+
+    // The request: command 67, the address as NTP_DATA carries it, padded
+    // to the reply's length.
+    let e = request.encode(0x0a0b_0c0d);
+    assert_eq!(e.len(), 28 + 24);
+    assert_eq!(&e[4..6], &[0, 67]);
+    assert_eq!(&e[8..12], &[0x0a, 0x0b, 0x0c, 0x0d]);
+    assert_eq!(&e[20..24], &[192, 0, 2, 9]);
+    assert_eq!(&e[36..38], &[0, 1], "IPv4 family");
+    assert_eq!(request.name(), "authdata");
+}
+
 #[test]
 fn replies_to_other_requests_are_skipped_not_errors() {
     let data = 3u32.to_be_bytes();
@@ -277,7 +357,7 @@ fn both_ntp_data_formats_decode() {
     assert!(decode_data(26, &d[..124]).is_err());
 }
 
-const REPLY_FORMATS: [u16; 10] = [2, 3, 5, 6, 14, 22, 24, 25, 16, 26];
+const REPLY_FORMATS: [u16; 11] = [2, 3, 5, 6, 14, 22, 24, 25, 16, 26, 20];
 
 proptest! {
     #[test]
@@ -326,6 +406,7 @@ proptest! {
             Request::SourceStats(index),
             Request::ServerStats,
             Request::NtpData("192.0.2.1".parse().expect("ip")),
+            Request::AuthData("192.0.2.1".parse().expect("ip")),
         ] {
             let _ = decode_reply(request, sequence, &bytes);
         }
@@ -338,7 +419,7 @@ proptest! {
         data in proptest::collection::vec(any::<u8>(), 0..300),
     ) {
         let command = match format {
-            2 => 14, 3 => 15, 5 => 33, 6 => 34, 16 | 26 => 57, _ => 54,
+            2 => 14, 3 => 15, 5 => 33, 6 => 34, 16 | 26 => 57, 20 => 67, _ => 54,
         };
         let request = match command {
             14 => Request::NSources,
@@ -346,6 +427,7 @@ proptest! {
             33 => Request::Tracking,
             34 => Request::SourceStats(0),
             57 => Request::NtpData("192.0.2.1".parse().expect("ip")),
+            67 => Request::AuthData("192.0.2.1".parse().expect("ip")),
             _ => Request::ServerStats,
         };
         let b = reply(command, format, status, 7, &data);
