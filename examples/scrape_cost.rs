@@ -177,6 +177,7 @@ async fn landing_costs(
             error_bound_seconds: Some(1e-3),
             reachability_ratio: Some(1.0),
             poll_interval_seconds: Some(64.0),
+            leap: Some(0),
         };
         let report = DaemonReport {
             daemon: Daemon::Chronyd,

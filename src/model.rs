@@ -177,6 +177,10 @@ pub struct Peer {
     pub reachability_ratio: Option<f64>,
     /// Polling interval, seconds.
     pub poll_interval_seconds: Option<f64>,
+    /// Leap indicator of its last packet (0 none, 1 insert, 2 delete, 3
+    /// unsynchronised); `None` before it answered, or where the daemon
+    /// does not say.
+    pub leap: Option<u8>,
 }
 
 /// Everything one daemon query produced.
@@ -289,6 +293,11 @@ metrics! {
             "clock_peer_poll_interval_seconds",
             ["daemon", "peer"],
             "Interval between polls of the peer, in seconds."
+        ),
+        PEER_LEAP: Gauge(
+            "clock_peer_leap",
+            ["daemon", "peer"],
+            "Leap indicator of the peer's last packet: 0 none, 1 a second to be inserted, 2 deleted, 3 unsynchronised."
         ),
         PEER_STATE: Gauge(
             "clock_peer_state",
@@ -472,6 +481,7 @@ impl DaemonReport {
             push_opt(&mut out, &PEER_STRATUM, &l, p.stratum.map(f64::from));
             push_opt(&mut out, &PEER_REACH, &l, p.reachability_ratio);
             push_opt(&mut out, &PEER_POLL, &l, p.poll_interval_seconds);
+            push_opt(&mut out, &PEER_LEAP, &l, p.leap.map(f64::from));
             let mut state = PEER_STATE.family();
             for s in PeerState::ALL {
                 state.push(
@@ -589,6 +599,7 @@ mod tests {
             error_bound_seconds: Some(10.0),
             reachability_ratio: Some(reachability(0o377)),
             poll_interval_seconds: Some(512.0),
+            leap: Some(1),
         }
     }
 
@@ -630,6 +641,10 @@ mod tests {
             Some(1.0)
         );
         assert!(find(&f, &PEER_DISPERSION).is_none());
+        assert_eq!(
+            find(&f, &PEER_LEAP).and_then(|f| f.value(&["ntpd", "192.0.2.1"])),
+            Some(1.0)
+        );
         assert_eq!(
             find(&f, &SERVER_REQUESTS).and_then(|f| f.value(&["ntpd"])),
             Some(12.0)

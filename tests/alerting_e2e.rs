@@ -242,6 +242,7 @@ fn client(out: &mut String, host: &str, daemon: &str, peers: &[(&str, &str, f64,
                 error_bound_seconds: Some(bound),
                 reachability_ratio: Some(1.0),
                 poll_interval_seconds: None,
+                leap: Some(0),
             })
             .collect(),
         server_requests_total: None,

@@ -234,6 +234,8 @@ fn peers_agree_with_ntpq(lab: &Lab, exporter: &Exporter) -> (BTreeMap<String, Nt
             row.stratum.parse::<f64>().expect("stratum"),
             "{ip}"
         );
+        // Every server of this lab, the skewed responder too, sends LI 0.
+        assert_eq!(ours("clock_peer_leap"), 0.0, "{ip}");
         assert_eq!(
             sample(
                 &body,

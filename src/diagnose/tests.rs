@@ -23,6 +23,7 @@ fn peer(address: &str, state: PeerState, offset: f64) -> Peer {
         error_bound_seconds: Some(0.001),
         reachability_ratio: Some(1.0),
         poll_interval_seconds: Some(64.0),
+        leap: Some(0),
     }
 }
 

@@ -117,7 +117,7 @@ metrics! {
         PEER_LEAP: Gauge(
             "clock_chrony_peer_leap",
             ["peer"],
-            "Leap indicator of the NTP source's last packet: 0 none, 1 insert second, 2 delete second, 3 unsynchronised (needs the unix socket)."
+            "Deprecated, removed in 0.3: the same value as clock_peer_leap{daemon=\"chronyd\"}. Leap indicator of the NTP source's last packet: 0 none, 1 insert second, 2 delete second, 3 unsynchronised (needs the unix socket)."
         ),
         SERVER_NTP_DROPPED: Counter(
             "clock_chrony_server_ntp_packets_dropped",
@@ -326,6 +326,7 @@ fn local_clock(t: &Tracking) -> Option<Peer> {
             error_bound_seconds: None,
             reachability_ratio: None,
             poll_interval_seconds: None,
+            leap: None,
         },
     )
 }
@@ -424,6 +425,8 @@ fn sources(s: &Snapshot, correction: f64, labels: &mut PeerLabels) -> (Vec<Peer>
             error_bound_seconds: sampled.then_some(sd.latest_meas_err),
             reachability_ratio: Some(reachability(sd.reachability as u8)),
             poll_interval_seconds: Some(2f64.powi(i32::from(sd.poll.clamp(-30, 30)))),
+            // NTP_DATA's, over the unix socket only.
+            leap: nd.map(|n| n.leap).filter(|l| *l <= 3),
         });
     }
     (peers, extras)

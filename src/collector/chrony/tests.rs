@@ -139,6 +139,10 @@ fn captured_sources_map_onto_the_peer_series_with_theta_signs() {
     );
     assert_eq!(v(&model::PEER_POLL, &skewed), Some(0.5));
     assert_eq!(v(&model::PEER_REACH, &skewed), Some(1.0));
+    // The leap indicator of the source's last packet, from NTP_DATA: the
+    // shared series and chrony's own agree.
+    assert_eq!(v(&model::PEER_LEAP, &skewed), Some(0.0));
+    assert_eq!(v(&PEER_LEAP, &["192.0.2.12"]), Some(0.0));
     assert_eq!(
         v(
             &model::PEER_STATE,

@@ -102,6 +102,9 @@ fn convert_peer(p: &PeerReading) -> Option<(Peer, NtpdPeerFacts)> {
         error_bound_seconds: v.root_distance_seconds().filter(|_| reachable),
         reachability_ratio: v.reach.map(mode6::Reach::ratio),
         poll_interval_seconds: v.poll().map(mode6::Log2Seconds::seconds),
+        // ntpd starts a peer at 3 before it answers: only a reachable
+        // peer's is what it announced.
+        leap: v.leap.filter(|_| reachable),
     };
     let facts = NtpdPeerFacts {
         reach: v.reach.map(|r| r.0),

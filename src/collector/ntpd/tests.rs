@@ -213,6 +213,14 @@ fn captured_ntpd_families_include_ntpd_facts() {
         Some(1.0)
     );
     assert_eq!(value(&fams, &PEER_HOST_MODE, &["192.0.2.13"]), Some(3.0));
+    // Each reachable peer's leap indicator, from its `leap` variable.
+    for peer in ["192.0.2.11", "192.0.2.12", "192.0.2.13"] {
+        assert_eq!(
+            value(&fams, &model::PEER_LEAP, &["ntpd", peer]),
+            Some(0.0),
+            "{peer}"
+        );
+    }
     assert_eq!(value(&fams, &INFO, &["ntpd ntpsec-1.2.2"]), Some(1.0));
     // No statistics in this capture: no counters.
     assert!(find(&fams, &CONTROL_REQUESTS).is_none());

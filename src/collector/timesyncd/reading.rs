@@ -445,6 +445,10 @@ impl Reading {
                 // timesyncd keeps no reach register.
                 reachability_ratio: None,
                 poll_interval_seconds: Some(self.poll_interval_seconds),
+                leap: received
+                    .then_some(m.leap)
+                    .and_then(|l| u8::try_from(l).ok())
+                    .filter(|l| *l <= 3),
             })
             .into_iter()
             .collect();

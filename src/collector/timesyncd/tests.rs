@@ -220,7 +220,20 @@ fn a_reply_timesyncd_would_refuse_is_rejected_and_a_spike_is_an_outlier() {
         (m.leap, m.stratum) = (leap, stratum);
         let r = read(&properties(&m), &m, 1.0);
         assert!(!r.synchronized(), "leap {leap} stratum {stratum}");
+        assert_eq!(
+            value(&r.families(), &crate::model::PEER_LEAP, &p),
+            Some(f64::from(leap)),
+            "the server's leap indicator, whatever it is"
+        );
     }
+    // A leap second announced: published as sent.
+    let mut m = captured();
+    m.leap = 1;
+    let r = read(&properties(&m), &m, 1.0);
+    assert_eq!(
+        value(&r.families(), &crate::model::PEER_LEAP, &p),
+        Some(1.0)
+    );
     let mut m = captured();
     m.spike = true;
     let r = read(&properties(&m), &m, 1.0);
@@ -240,6 +253,10 @@ fn before_the_first_reply_and_without_a_server() {
     let f = r.families();
     assert_eq!(value(&f, &SYNC_OFFSET, &["timesyncd"]), None);
     assert_eq!(value(&f, &PEER_OFFSET, &["timesyncd", "127.0.0.1"]), None);
+    assert!(
+        find(&f, &crate::model::PEER_LEAP).is_none(),
+        "no reply: no leap"
+    );
     assert_eq!(
         value(&f, &PEER_STATE_CODE, &["timesyncd", "127.0.0.1"]),
         Some(7.0)
