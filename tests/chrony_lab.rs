@@ -466,20 +466,28 @@ impl<'a> Bracket<'a> {
         a != b || self.new_sample()
     }
 
+    /// A source's last sample's age went down, or its last sample's offset
+    /// changed: the lab polls every 0.25 s, and chronyd gives the age in
+    /// whole seconds, so two samples within one second leave it at 0.
     fn new_sample(&self) -> bool {
-        let ages = |body: &'a str| {
+        let series = |body: &'a str, family: &str| {
+            let prefix = format!("{family}{{");
             body.lines()
-                .filter(|l| l.starts_with("clock_chrony_peer_last_sample_age_seconds{"))
+                .filter(|l| l.starts_with(&prefix))
                 .filter_map(|l| {
                     let (series, value) = l.rsplit_once(' ')?;
                     Some((series, value.parse::<f64>().ok()?))
                 })
                 .collect::<std::collections::HashMap<&str, f64>>()
         };
-        let (before, after) = (ages(self.before), ages(self.after));
-        after
+        let age = "clock_chrony_peer_last_sample_age_seconds";
+        let (before, after) = (series(self.before, age), series(self.after, age));
+        let younger = after
             .iter()
-            .any(|(series, a)| before.get(series).is_none_or(|b| a < b))
+            .any(|(s, a)| before.get(s).is_none_or(|b| a < b));
+        let measured = "clock_chrony_peer_measured_offset_seconds";
+        let (before, after) = (series(self.before, measured), series(self.after, measured));
+        younger || after.iter().any(|(s, a)| before.get(s) != Some(a))
     }
 
     /// chronyd's reference time in both scrapes; a scrape without it is a
