@@ -531,6 +531,42 @@ fn free_running_upstream_is_named(daemon: Daemon) {
     assert_eq!(free[0]["metric"]["peer"], f.to_string(), "{free:?}");
 }
 
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn a_rogue_leap_flag_is_named() {
+    rogue_leap_is_named(Daemon::Ntpd);
+}
+
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn a_rogue_leap_flag_is_named_under_chronyd() {
+    rogue_leap_is_named(Daemon::Chronyd);
+}
+
+/// Two honest servers and a responder with the right time that announces a
+/// leap second (LI 1): the exporter publishes each source's leap indicator,
+/// and ClockPeerRogueLeap names the one that announces, alone.
+fn rogue_leap_is_named(daemon: Daemon) {
+    let builder = Lab::builder().honest("a").honest("b").leaping("l");
+    let w = watched(builder, daemon, |lab, body| {
+        ["a", "b", "l"]
+            .iter()
+            .all(|n| survived(body, daemon, lab.addr(n)))
+    });
+    let l = w.lab.addr("l");
+    assert_eq!(w.peer_value("clock_peer_leap", l), 1.0);
+    for n in ["a", "b"] {
+        assert_eq!(w.peer_value("clock_peer_leap", w.lab.addr(n)), 0.0, "{n}");
+    }
+    let found = w.until_raised("ClockPeerRogueLeap", Duration::from_secs(60));
+    assert_names_only(&found, l);
+    let rogue: Vec<&Alert> = found
+        .iter()
+        .filter(|a| a.name == "ClockPeerRogueLeap")
+        .collect();
+    assert_eq!(rogue.len(), 1, "{found:#?}");
+}
+
 /// The `/probe` job of the README, verbatim but for its targets, the
 /// prober's address and a lab's scrape interval.
 fn readme_probe_job(targets: &[Ipv4Addr]) -> String {

@@ -70,6 +70,8 @@ pub const KISSING: [Ipv4Addr; 2] = [doc(71), doc(72)];
 pub const FORGING: [Ipv4Addr; 2] = [doc(73), doc(74)];
 /// Responders that never answer.
 pub const SILENT: [Ipv4Addr; 2] = [doc(75), doc(76)];
+/// Responders that announce a leap second (LI 1) with the right time.
+pub const LEAPING: [Ipv4Addr; 2] = [doc(78), doc(79)];
 /// An address a test adds to and removes from a lone namespace.
 pub const ADDED: Ipv4Addr = doc(77);
 /// The reference ID every responder announces (its "upstream"): no host.

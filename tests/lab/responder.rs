@@ -29,6 +29,9 @@ pub enum Answer {
     /// A time, sent this long after the request came: a server this many
     /// seconds of round trip away, on a machine without netem.
     After(Duration),
+    /// A time, with leap indicator 1: a leap second announced (a rogue
+    /// flag: none is scheduled).
+    Leap,
 }
 
 /// A deliberately wrong NTP server: answers mode-3 requests on UDP 123 of
@@ -117,6 +120,7 @@ impl SkewedServer {
                 };
                 match answer {
                     Answer::Time | Answer::After(_) => {}
+                    Answer::Leap => resp.leap = 1,
                     Answer::Kiss(code) => {
                         resp.stratum = 0;
                         resp.reference_id = RefId(code);

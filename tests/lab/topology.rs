@@ -49,6 +49,8 @@ enum Role {
     Forging,
     /// The responder, never answering.
     Silent,
+    /// The responder, with the right time and a leap second announced.
+    Leaping,
 }
 
 impl Role {
@@ -62,6 +64,7 @@ impl Role {
             Role::Kissing(_) => &plan::KISSING,
             Role::Forging => &plan::FORGING,
             Role::Silent => &plan::SILENT,
+            Role::Leaping => &plan::LEAPING,
         }
     }
 
@@ -170,6 +173,11 @@ impl LabBuilder {
     /// The test responder, bound but never answering.
     pub fn silent(self, name: &str) -> Self {
         self.role(name, Role::Silent)
+    }
+
+    /// The test responder, honest but announcing a leap second (LI 1).
+    pub fn leaping(self, name: &str) -> Self {
+        self.role(name, Role::Leaping)
     }
 
     /// The client polls `name` but never selects it.
@@ -325,6 +333,7 @@ impl Lab {
             }
             Role::Forging => Running::Responder(Self::misbehaving(&ns, addr, Answer::WrongOrigin)),
             Role::Silent => Running::Responder(Self::misbehaving(&ns, addr, Answer::Silent)),
+            Role::Leaping => Running::Responder(Self::misbehaving(&ns, addr, Answer::Leap)),
         };
         self.hosts.push(Host {
             name: name.to_owned(),
