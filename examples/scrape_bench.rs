@@ -56,6 +56,10 @@ use tokio::time::MissedTickBehavior;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 
+// The certificate authority the web configuration's tests use.
+#[path = "../tests/common/ca.rs"]
+mod ca;
+
 /// The `Accept` header Prometheus 2.x sends on every scrape.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
@@ -357,23 +361,16 @@ struct TlsClient {
 /// knows the password.
 fn tls_setup(dir: &Path) -> Result<TlsClient, String> {
     use base64::Engine as _;
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
     use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
     let err = |e: &dyn std::fmt::Display| format!("--tls: {e}");
     fs::create_dir_all(dir).map_err(|e| err(&e))?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| err(&e))?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(|e| err(&e))?)
-        .map_err(|e| err(&e))?;
-    let key = KeyPair::generate().map_err(|e| err(&e))?;
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .map_err(|e| err(&e))?
-        .signed_by(&key, &ca)
-        .map_err(|e| err(&e))?;
+    let ca = ca::Ca::new("scrape_bench CA");
+    let (cert, key) = ca.leaf(&["localhost"]);
     let hash = bcrypt::hash("bench-password", 10).map_err(|e| err(&e))?;
     for (name, text) in [
-        ("server.crt", leaf.pem()),
-        ("server.key", key.serialize_pem()),
+        ("server.crt", cert),
+        ("server.key", key),
         (
             "web-config.yml",
             format!(
@@ -386,7 +383,8 @@ fn tls_setup(dir: &Path) -> Result<TlsClient, String> {
         fs::write(dir.join(name), text).map_err(|e| err(&e))?;
     }
     let mut roots = RootCertStore::empty();
-    roots.add(ca.der().clone()).map_err(|e| err(&e))?;
+    let ca_der = CertificateDer::from_pem_slice(ca.pem().as_bytes()).map_err(|e| err(&e))?;
+    roots.add(ca_der).map_err(|e| err(&e))?;
     let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| err(&e))?

@@ -14,50 +14,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ca::Ca;
 use common::lab::{Proc, TempDir, exporter_bin, free_port, only_collectors, wait_for};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
-/// A certificate authority of the test's own.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
+/// Writes `ca`'s certificate to `dir/<file>`.
+fn write_ca(ca: &Ca, dir: &Path, file: &str) -> PathBuf {
+    let p = dir.join(file);
+    std::fs::write(&p, ca.pem()).expect("write CA");
+    p
 }
 
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, name);
-        Ca {
-            issuer: CertifiedIssuer::self_signed(p, KeyPair::generate().expect("key")).expect("CA"),
-        }
-    }
-
-    /// Writes the CA's certificate to `dir/<file>`.
-    fn write(&self, dir: &Path, file: &str) -> PathBuf {
-        let p = dir.join(file);
-        std::fs::write(&p, self.issuer.pem()).expect("write CA");
-        p
-    }
-
-    /// A leaf for these names, written as `dir/<stem>.crt` and `.key`.
-    fn leaf(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        let p = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-            .expect("params");
-        let key = KeyPair::generate().expect("key");
-        let cert = p.signed_by(&key, &self.issuer).expect("leaf");
-        let (c, k) = (
-            dir.join(format!("{stem}.crt")),
-            dir.join(format!("{stem}.key")),
-        );
-        // Written beside and renamed into place, as a certificate manager
-        // rotates them.
-        for (path, text) in [(&c, cert.pem()), (&k, key.serialize_pem())] {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, text).expect("write leaf");
-            std::fs::rename(&tmp, path).expect("rename leaf");
-        }
-        (c, k)
-    }
+/// A leaf of `ca` for these names, written as `dir/<stem>.crt` and `.key`,
+/// each beside and renamed into place, as a certificate manager rotates
+/// them.
+fn write_leaf(ca: &Ca, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+    let (cert, key) = ca.leaf(names);
+    let (c, k) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    write_atomically(&c, &cert);
+    write_atomically(&k, &key);
+    (c, k)
 }
 
 /// A bcrypt hash at the lowest cost: the cost is bcrypt's business, the
@@ -175,8 +153,8 @@ struct Pki {
 
 fn pki(dir: &TempDir) -> Pki {
     let ca = Ca::new("clock_exporter test CA");
-    let ca_file = ca.write(dir.path(), "ca.crt");
-    ca.leaf(dir.path(), "server", &["localhost", "127.0.0.1"]);
+    let ca_file = write_ca(&ca, dir.path(), "ca.crt");
+    write_leaf(&ca, dir.path(), "server", &["localhost", "127.0.0.1"]);
     Pki { ca, ca_file }
 }
 
@@ -284,10 +262,10 @@ fn client_certificates_by_policy_ca_and_name() {
     let dir = TempDir::new("webcfg-mtls");
     let pki = pki(&dir);
     let ca = pki.ca_file.to_str().expect("utf-8");
-    let (good_c, good_k) = pki.ca.leaf(dir.path(), "scraper", &["scraper.example"]);
-    let (other_c, other_k) = pki.ca.leaf(dir.path(), "other", &["other.example"]);
+    let (good_c, good_k) = write_leaf(&pki.ca, dir.path(), "scraper", &["scraper.example"]);
+    let (other_c, other_k) = write_leaf(&pki.ca, dir.path(), "other", &["other.example"]);
     let stranger = Ca::new("someone else's CA");
-    let (bad_c, bad_k) = stranger.leaf(dir.path(), "impostor", &["scraper.example"]);
+    let (bad_c, bad_k) = write_leaf(&stranger, dir.path(), "impostor", &["scraper.example"]);
     let with = |c: &Path, k: &Path| {
         vec![
             "--cacert".to_owned(),
@@ -437,9 +415,9 @@ fn rotated_certificates_and_changed_users_take_effect_without_a_restart() {
 
     // A new certificate from another CA, renamed over the old files.
     let ca2 = Ca::new("the next CA");
-    let ca2_file = ca2.write(dir.path(), "ca2.crt");
+    let ca2_file = write_ca(&ca2, dir.path(), "ca2.crt");
     let ca2_file = ca2_file.to_str().expect("utf-8");
-    ca2.leaf(dir.path(), "server", &["localhost"]);
+    write_leaf(&ca2, dir.path(), "server", &["localhost"]);
     let seen = wait_for(
         "the rotated certificate served",
         Duration::from_secs(10),
@@ -489,11 +467,17 @@ fn rotated_certificates_and_changed_users_take_effect_without_a_restart() {
     assert_eq!(status(&server, ca2_file, "bob:two"), 200);
 }
 
-/// Runs the exporter with a configuration that must be refused; its exit
-/// status and output.
+/// Runs the exporter with a configuration that must be refused; its output.
 fn refused_at_start(dir: &TempDir, config: &str) -> String {
     let path = dir.path().join("refused.yml");
     std::fs::write(&path, config).expect("write");
+    refused(&path, config)
+}
+
+/// Runs the exporter with `--web.config.file=path`, which must make it
+/// exit with an error status within 10 s; its output. `what` names the
+/// case in messages.
+fn refused(path: &Path, what: &str) -> String {
     let mut child = Command::new(exporter_bin())
         .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
         .arg(format!("--web.config.file={}", path.display()))
@@ -511,7 +495,7 @@ fn refused_at_start(dir: &TempDir, config: &str) -> String {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the exporter started with a bad configuration:\n{config}");
+            panic!("the exporter started with a bad configuration:\n{what}");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -528,7 +512,7 @@ fn refused_at_start(dir: &TempDir, config: &str) -> String {
         .expect("stderr")
         .read_to_string(&mut text)
         .expect("read");
-    assert!(!status.success(), "{config}: {status}: {text}");
+    assert!(!status.success(), "{what}: {status}: {text}");
     assert_ne!(status.code(), None, "exited, not killed: {text}");
     text
 }
@@ -579,22 +563,7 @@ fn malformed_files_are_refused_at_start_naming_the_key() {
         );
     }
     // A missing file is refused too.
-    let mut child = Command::new(exporter_bin())
-        .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
-        .arg("--web.config.file=/nonexistent/web-config.yml")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("read");
-    assert!(!child.wait().expect("wait").success());
+    let err = refused(Path::new("/nonexistent/web-config.yml"), "a missing file");
     assert!(err.contains("/nonexistent/web-config.yml"), "{err}");
 }
 
@@ -602,9 +571,8 @@ fn malformed_files_are_refused_at_start_naming_the_key() {
 #[ignore = "needs curl and openssl: run scripts/test"]
 fn the_rate_limit_answers_429_without_headers() {
     let dir = TempDir::new("webcfg-rate");
-    pki(&dir);
-    let ca = dir.path().join("ca.crt");
-    let ca = ca.to_str().expect("utf-8");
+    let pki = pki(&dir);
+    let ca = pki.ca_file.to_str().expect("utf-8");
     // One token an hour: the burst is all there is.
     let server = Server::start(
         &dir,
@@ -627,9 +595,8 @@ fn the_rate_limit_answers_429_without_headers() {
 #[ignore = "needs curl and openssl: run scripts/test"]
 fn handshakes_are_bounded_shed_and_their_failures_logged_sparingly() {
     let dir = TempDir::new("webcfg-handshake");
-    pki(&dir);
-    let ca = dir.path().join("ca.crt");
-    let ca = ca.to_str().expect("utf-8");
+    let pki = pki(&dir);
+    let ca = pki.ca_file.to_str().expect("utf-8");
     let server = Server::start(
         &dir,
         TLS,
@@ -698,9 +665,8 @@ fn handshakes_are_bounded_shed_and_their_failures_logged_sparingly() {
 fn prometheus_scrapes_over_tls_with_basic_auth_and_a_client_certificate() {
     let dir = TempDir::new("webcfg-prom");
     let pki = pki(&dir);
-    let (client_c, client_k) = pki
-        .ca
-        .leaf(dir.path(), "prometheus", &["prometheus.example"]);
+    let (client_c, client_k) =
+        write_leaf(&pki.ca, dir.path(), "prometheus", &["prometheus.example"]);
     let server = Server::start(
         &dir,
         &format!(
@@ -835,10 +801,10 @@ fn the_documented_examples_behave_as_documented() {
 
     // Client certificates from the scrapers' CA, one name allowed.
     let scrapers = Ca::new("scrapers");
-    scrapers.write(dir.path(), "scrapers-ca.crt");
-    let (c, k) = scrapers.leaf(dir.path(), "prom", &["prometheus.example"]);
+    write_ca(&scrapers, dir.path(), "scrapers-ca.crt");
+    let (c, k) = write_leaf(&scrapers, dir.path(), "prom", &["prometheus.example"]);
     let (c, k) = (c.to_str().expect("utf-8"), k.to_str().expect("utf-8"));
-    let (oc, ok_) = scrapers.leaf(dir.path(), "other", &["grafana.example"]);
+    let (oc, ok_) = write_leaf(&scrapers, dir.path(), "other", &["grafana.example"]);
     let (oc, ok_) = (oc.to_str().expect("utf-8"), ok_.to_str().expect("utf-8"));
     let server = Server::start(&dir, &examples[2], &[]);
     let with = curl(

@@ -18,6 +18,8 @@ use std::sync::OnceLock;
 // this is the only place a test crate includes it.
 #[path = "../lab/mod.rs"]
 pub mod lab;
+// A CA made on the spot, for the web configuration's tests.
+pub mod ca;
 #[allow(unused_imports)] // tests/rules.rs names it `common::TempDir`
 pub use lab::TempDir;
 

@@ -348,6 +348,10 @@ fn unknown_keys_duplicates_and_junk_are_refused() {
     assert!(refused(&huge).message.contains("larger"));
 }
 
+// The CA the integration tests and the TLS benchmark use too.
+#[path = "../../../tests/common/ca.rs"]
+mod ca;
+
 mod auth {
     use std::collections::BTreeMap;
 
@@ -458,7 +462,6 @@ mod auth {
 mod tls {
     use std::sync::Arc;
 
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     use rustls::crypto::ring;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -466,36 +469,7 @@ mod tls {
 
     use super::super::file::{Cipher, ClientAuth, Curve, Pem, TlsSettings, TlsVersion};
     use super::super::tls::{Pems, server_config, subject_alt_names};
-
-    struct Ca {
-        issuer: CertifiedIssuer<'static, KeyPair>,
-    }
-
-    impl Ca {
-        fn new(name: &str) -> Ca {
-            let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p.distinguished_name.push(DnType::CommonName, name);
-            let key = KeyPair::generate().expect("key");
-            Ca {
-                issuer: CertifiedIssuer::self_signed(p, key).expect("CA"),
-            }
-        }
-
-        fn pem(&self) -> String {
-            self.issuer.pem()
-        }
-
-        /// A leaf for these names: (certificate PEM, key PEM).
-        fn leaf(&self, names: &[&str]) -> (String, String) {
-            let p =
-                CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-                    .expect("params");
-            let key = KeyPair::generate().expect("key");
-            let cert = p.signed_by(&key, &self.issuer).expect("leaf");
-            (cert.pem(), key.serialize_pem())
-        }
-    }
+    use super::ca::Ca;
 
     fn settings() -> TlsSettings {
         TlsSettings {
@@ -724,7 +698,7 @@ mod tls {
     #[test]
     fn bad_certificates_and_keys_name_their_key() {
         let w = world();
-        let other_key = KeyPair::generate().expect("key").serialize_pem();
+        let other_key = rcgen::KeyPair::generate().expect("key").serialize_pem();
         let t = settings();
         for (cert, key, client_ca, want) in [
             (
