@@ -140,7 +140,8 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
 
     let builders = Arc::new(Builders::new(&app.cfg));
     let graceful = GracefulShutdown::new();
-    let watcher = Arc::new(security_watcher(&app.cfg.security));
+    // Checks --web.config.file for changes while the server runs.
+    let watcher = tokio::spawn(Arc::clone(&app.cfg.security).watch());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -195,11 +196,6 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
     {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
     }
-}
-
-/// Checks `--web.config.file` for changes while the server runs.
-fn security_watcher(security: &Arc<Security>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(Arc::clone(security).watch())
 }
 
 /// How connections are served: HTTP/1.1, and HTTP/2 where TLS negotiated it.
