@@ -178,6 +178,7 @@ async fn landing_costs(
             reachability_ratio: Some(1.0),
             poll_interval_seconds: Some(64.0),
             leap: Some(0),
+            auth: None,
         };
         let report = DaemonReport {
             daemon: Daemon::Chronyd,

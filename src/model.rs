@@ -125,6 +125,44 @@ impl PeerKind {
     }
 }
 
+/// How a source's packets are authenticated (`clock_peer_authentication_info`'s
+/// `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Not at all.
+    None,
+    /// A symmetric key both sides hold (ntpd `key`, chrony `key`).
+    SymmetricKey,
+    /// ntpd's Autokey (reference ntpd only; a key id above 65535).
+    Autokey,
+    /// Network Time Security (RFC 8915).
+    Nts,
+}
+
+impl AuthMode {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthMode::None => "none",
+            AuthMode::SymmetricKey => "symmetric_key",
+            AuthMode::Autokey => "autokey",
+            AuthMode::Nts => "nts",
+        }
+    }
+}
+
+/// A source's authentication as its daemon reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAuth {
+    /// How the daemon is configured to authenticate it.
+    pub mode: AuthMode,
+    /// Whether its packets are authenticated now: the daemon authenticates
+    /// the source and its last replies were authentic (what each daemon's
+    /// report allows to say: `docs/metrics.md`). Always false for
+    /// [`AuthMode::None`].
+    pub authenticated: bool,
+}
+
 /// The local daemon's view of its own synchronisation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SyncStatus {
@@ -181,6 +219,9 @@ pub struct Peer {
     /// unsynchronised); `None` before it answered, or where the daemon
     /// does not say.
     pub leap: Option<u8>,
+    /// Its authentication; `None` where the daemon does not say (chronyd
+    /// over UDP).
+    pub auth: Option<PeerAuth>,
 }
 
 /// Everything one daemon query produced.
@@ -298,6 +339,16 @@ metrics! {
             "clock_peer_leap",
             ["daemon", "peer"],
             "Leap indicator of the peer's last packet: 0 none, 1 a second to be inserted, 2 deleted, 3 unsynchronised."
+        ),
+        PEER_AUTHENTICATED: Gauge(
+            "clock_peer_authenticated",
+            ["daemon", "peer"],
+            "1 when the daemon authenticates the peer's packets and its last replies were authentic, 0 when they were not or the peer is not configured for authentication."
+        ),
+        PEER_AUTH_INFO: Gauge(
+            "clock_peer_authentication_info",
+            ["daemon", "peer", "mode"],
+            "How the daemon is configured to authenticate the peer: none, symmetric_key, autokey or nts."
         ),
         PEER_STATE: Gauge(
             "clock_peer_state",
@@ -482,6 +533,18 @@ impl DaemonReport {
             push_opt(&mut out, &PEER_REACH, &l, p.reachability_ratio);
             push_opt(&mut out, &PEER_POLL, &l, p.poll_interval_seconds);
             push_opt(&mut out, &PEER_LEAP, &l, p.leap.map(f64::from));
+            if let Some(a) = p.auth {
+                out.push(
+                    PEER_AUTHENTICATED
+                        .family()
+                        .with(l.clone(), f64::from(u8::from(a.authenticated))),
+                );
+                out.push(
+                    PEER_AUTH_INFO
+                        .family()
+                        .with(labels![d, &address, a.mode.label()], 1.0),
+                );
+            }
             let mut state = PEER_STATE.family();
             for s in PeerState::ALL {
                 state.push(
@@ -600,6 +663,7 @@ mod tests {
             reachability_ratio: Some(reachability(0o377)),
             poll_interval_seconds: Some(512.0),
             leap: Some(1),
+            auth: None,
         }
     }
 
@@ -615,11 +679,24 @@ mod tests {
             }),
             peers: vec![
                 peer("192.0.2.1", PeerState::Selected),
-                peer("192.0.2.2", PeerState::Falseticker),
+                Peer {
+                    auth: Some(PeerAuth {
+                        mode: AuthMode::Nts,
+                        authenticated: false,
+                    }),
+                    ..peer("192.0.2.2", PeerState::Falseticker)
+                },
             ],
             server_requests_total: Some(12),
         };
         let f = r.families();
+        // Authentication only where the daemon said; its mode as a label.
+        let authenticated = find(&f, &PEER_AUTHENTICATED).expect("authenticated");
+        assert_eq!(authenticated.samples.len(), 1);
+        assert_eq!(authenticated.value(&["ntpd", "192.0.2.2"]), Some(0.0));
+        let info = find(&f, &PEER_AUTH_INFO).expect("auth info");
+        assert_eq!(info.samples.len(), 1);
+        assert_eq!(info.value(&["ntpd", "192.0.2.2", "nts"]), Some(1.0));
         assert_eq!(
             find(&f, &SYNC_OFFSET).and_then(|f| f.value(&["ntpd"])),
             Some(-0.087)

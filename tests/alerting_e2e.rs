@@ -206,7 +206,7 @@ fn line(out: &mut String, name: &str, instance: &str, labels: &str, value: f64) 
 /// per daemon: usable sources, worst-case error, the sources' agreement).
 fn client(out: &mut String, host: &str, daemon: &str, peers: &[(&str, &str, f64, f64, f64)]) {
     use clock_exporter::testing::model::{
-        Daemon, DaemonReport, Peer, PeerKind, PeerState, SyncStatus, up_family,
+        AuthMode, Daemon, DaemonReport, Peer, PeerAuth, PeerKind, PeerState, SyncStatus, up_family,
     };
     let daemon = match daemon {
         "ntpd" => Daemon::Ntpd,
@@ -243,6 +243,10 @@ fn client(out: &mut String, host: &str, daemon: &str, peers: &[(&str, &str, f64,
                 reachability_ratio: Some(1.0),
                 poll_interval_seconds: None,
                 leap: Some(0),
+                auth: Some(PeerAuth {
+                    mode: AuthMode::Nts,
+                    authenticated: true,
+                }),
             })
             .collect(),
         server_requests_total: None,

@@ -790,6 +790,7 @@ fn fact_source(i: usize, state: PeerState, offset: f64, bound: f64) -> model::Pe
         reachability_ratio: Some(1.0),
         poll_interval_seconds: Some(64.0),
         leap: Some(0),
+        auth: None,
     }
 }
 

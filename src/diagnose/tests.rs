@@ -24,6 +24,7 @@ fn peer(address: &str, state: PeerState, offset: f64) -> Peer {
         reachability_ratio: Some(1.0),
         poll_interval_seconds: Some(64.0),
         leap: Some(0),
+        auth: None,
     }
 }
 

@@ -825,7 +825,7 @@ pub struct NtpData {
     pub response_time: f64,
     /// Estimated asymmetry of the network jitter (−0.5 to 0.5).
     pub jitter_asymmetry: f64,
-    /// Test bits and flags.
+    /// Test bits and flags ([`NtpData::AUTHENTICATED`], …).
     pub flags: u16,
     /// Where the transmit timestamp was taken (`D`, `K`, `H`).
     pub tx_tss_char: u8,
@@ -839,6 +839,19 @@ pub struct NtpData {
     pub total_valid_count: u32,
     /// Good samples (NTP_DATA2 only).
     pub total_good_count: Option<u32>,
+}
+
+impl NtpData {
+    /// `flags`: authentication is enabled for the source
+    /// (`RPY_NTP_FLAG_AUTHENTICATED`; chronyd sets it from the source's
+    /// configuration when it takes a packet, and takes no unauthentic one).
+    pub const AUTHENTICATED: u16 = 0x8000;
+
+    /// Whether a packet from the source was ever taken: before one, chronyd
+    /// reports zeros.
+    pub fn answered(&self) -> bool {
+        self.total_valid_count > 0
+    }
 }
 
 /// How a source's packets are authenticated (`RPY_AD_MD_*`).
@@ -887,7 +900,9 @@ pub struct AuthData {
     pub key_id: u32,
     /// The key's length, bits.
     pub key_length: u16,
-    /// NTS-KE sessions started since the last success (`KeAtt`).
+    /// NTS-KE sessions started since the source's last authentic NTS reply
+    /// (`Atmp`; chronyd resets it on such a reply, not when NTS-KE itself
+    /// succeeds).
     pub ke_attempts: u16,
     /// Seconds since the last successful NTS-KE session (`LastKE`); `None`
     /// when there has been none (chronyd sends 2³²−1, also for sources

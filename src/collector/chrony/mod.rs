@@ -6,8 +6,10 @@
 //! monitoring commands it lists as open: TRACKING, N_SOURCES, SOURCE_DATA and
 //! SOURCESTATS. With `--collector.chrony.socket` the exporter talks on
 //! chronyd's unix socket instead, which also answers NTP_DATA (per-source
-//! delay, dispersion, what the source announces) and SERVER_STATS (is this
-//! host a time server?). Requests go in batches on a channel of
+//! delay, dispersion, what the source announces), AUTH_DATA (how each source
+//! is authenticated, and its NTS state) and SERVER_STATS (is this host a time
+//! server?). AUTH_DATA is asked over UDP once too (chrony 4.7 answers it
+//! there with `opencommands`); a refusal is remembered, not reported. Requests go in batches on a channel of
 //! [`crate::sys::cmdmon`], each with its own sequence number; replies to
 //! other sequence numbers are skipped ([`client`]). The whole query runs
 //! under `--collector.chrony.timeout`. The replies become the shared model
@@ -117,6 +119,10 @@ pub struct Memory {
     /// Whether SERVER_STATS was asked over UDP (once, to tell the user what
     /// it needs) and whether chronyd answered it there.
     serverstats_over_udp: Option<bool>,
+    /// Whether chronyd answered AUTH_DATA over UDP, once asked; and whether
+    /// it knows the request at all (chrony before 4.0 does not).
+    authdata_over_udp: Option<bool>,
+    authdata_unknown: bool,
 }
 
 /// What one query read.
@@ -165,6 +171,9 @@ impl Adapter for Chrony {
         )
         .await
         {
+            reading.problems.push(e.into_collect_error());
+        }
+        if let Err(e) = read_auth(&mut client, &mut reading.snapshot, memory, via_socket).await {
             reading.problems.push(e.into_collect_error());
         }
         match read_server_stats(&mut client, memory, via_socket).await {
@@ -271,6 +280,71 @@ async fn read_server_stats(
     }
 }
 
+/// The addresses of the NTP sources read (not the reference clocks).
+fn ntp_sources(snapshot: &Snapshot) -> Vec<std::net::IpAddr> {
+    snapshot
+        .sources
+        .iter()
+        .filter(|s| s.mode != cmdmon::SourceMode::Reference)
+        .filter_map(|s| s.address.ip())
+        .collect()
+}
+
+/// Asks AUTH_DATA of every NTP source, unless chronyd refused it over UDP
+/// before or does not know it (chrony before 4.0): then the sources'
+/// authentication is what NTP_DATA's flag says, or unknown.
+async fn read_auth(
+    client: &mut Client<'_>,
+    snapshot: &mut Snapshot,
+    memory: &mut Memory,
+    via_socket: bool,
+) -> Result<(), RequestError> {
+    if memory.authdata_unknown || (!via_socket && memory.authdata_over_udp == Some(false)) {
+        return Ok(());
+    }
+    let ips = ntp_sources(snapshot);
+    for batch in ips.chunks(BATCH) {
+        let requests: Vec<Request> = batch.iter().copied().map(Request::AuthData).collect();
+        for (ip, result) in batch.iter().zip(client.ask_all(&requests).await) {
+            match result {
+                Ok(Reply::AuthData(a)) => {
+                    memory.authdata_over_udp.get_or_insert(true);
+                    snapshot.auth.push((*ip, a));
+                }
+                Ok(_) => {
+                    return Err(RequestError::Protocol(
+                        "unexpected reply to authdata".into(),
+                    ));
+                }
+                Err(RequestError::Refused {
+                    status: Status::NoSuchSource,
+                    ..
+                }) => {}
+                Err(RequestError::Refused {
+                    status: Status::Unauthorised,
+                    ..
+                }) if !via_socket => {
+                    memory.authdata_over_udp = Some(false);
+                    tracing::debug!(
+                        "chronyd answers authdata only on its unix socket (--collector.chrony.socket)"
+                    );
+                    return Ok(());
+                }
+                Err(RequestError::Refused {
+                    status: Status::Invalid,
+                    ..
+                }) => {
+                    memory.authdata_unknown = true;
+                    tracing::debug!("chronyd does not know authdata (chrony before 4.0)");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads every source, its statistics, and with the socket its NTP data.
 async fn read_sources(
     client: &mut Client<'_>,
@@ -308,13 +382,10 @@ async fn read_sources(
         }
     }
     if via_socket {
-        let ips: Vec<_> = snapshot
-            .sources
-            .iter()
-            .filter(|s| s.mode != cmdmon::SourceMode::Reference)
-            .filter_map(|s| s.address.ip())
+        let requests: Vec<Request> = ntp_sources(snapshot)
+            .into_iter()
+            .map(Request::NtpData)
             .collect();
-        let requests: Vec<Request> = ips.into_iter().map(Request::NtpData).collect();
         for batch in requests.chunks(BATCH) {
             for result in client.ask_all(batch).await {
                 match result {

@@ -14,11 +14,12 @@ use std::net::IpAddr;
 use super::counters::Counts;
 use crate::metrics::{Desc, Family, labels, metrics};
 use crate::model::{
-    Daemon, DaemonReport, Peer, PeerKind, PeerLabels, PeerState, SyncStatus, reachability,
+    AuthMode, Daemon, DaemonReport, Peer, PeerAuth, PeerKind, PeerLabels, PeerState, SyncStatus,
+    reachability,
 };
 use crate::proto::cmdmon::{
-    Address, NtpData, ServerStats, SourceData, SourceMode, SourceState, SourceStats, Tracking,
-    refid_text,
+    self, Address, AuthData, NtpData, ServerStats, SourceData, SourceMode, SourceState,
+    SourceStats, Tracking, refid_text,
 };
 
 /// chronyd's reference id when it is synchronised to its own `local` clock
@@ -119,6 +120,46 @@ metrics! {
             ["peer"],
             "Deprecated, removed in 0.3: the same value as clock_peer_leap{daemon=\"chronyd\"}. Leap indicator of the NTP source's last packet: 0 none, 1 insert second, 2 delete second, 3 unsynchronised (needs the unix socket)."
         ),
+        PEER_AUTH_KEY_ID: Gauge(
+            "clock_chrony_peer_auth_key_id",
+            ["peer"],
+            "Id of the key the source's packets are authenticated with: the symmetric key's, or for NTS the number of the key-establishment session the keys came from (chronyc authdata KeyID; needs the unix socket)."
+        ),
+        PEER_AUTH_KEY_TYPE: Gauge(
+            "clock_chrony_peer_auth_key_type",
+            ["peer"],
+            "The code chronyd gives the key's hash or cipher (chronyc authdata Type; needs the unix socket)."
+        ),
+        PEER_AUTH_KEY_LENGTH: Gauge(
+            "clock_chrony_peer_auth_key_length_bits",
+            ["peer"],
+            "Length of the key, in bits, 0 while an NTS source has none (chronyc authdata KLen; needs the unix socket)."
+        ),
+        PEER_NTS_KE_ATTEMPTS: Gauge(
+            "clock_chrony_peer_nts_ke_attempts",
+            ["peer"],
+            "NTS key-establishment sessions chronyd started for the source since its last authentic NTS reply (chronyc authdata Atmp; needs the unix socket)."
+        ),
+        PEER_NTS_LAST_KE_AGE: Gauge(
+            "clock_chrony_peer_nts_last_ke_age_seconds",
+            ["peer"],
+            "Time since the source's last successful NTS key establishment, in seconds; absent before the first (chronyc authdata Last; needs the unix socket)."
+        ),
+        PEER_NTS_COOKIES: Gauge(
+            "clock_chrony_peer_nts_cookies",
+            ["peer"],
+            "NTS cookies chronyd holds for the source, at most 8; with none it cannot ask the source until a new key establishment succeeds (chronyc authdata Cook; needs the unix socket)."
+        ),
+        PEER_NTS_COOKIE_LENGTH: Gauge(
+            "clock_chrony_peer_nts_cookie_length_bytes",
+            ["peer"],
+            "Length of the source's NTS cookies, in bytes (chronyc authdata CLen; needs the unix socket)."
+        ),
+        PEER_NTS_NAK: Gauge(
+            "clock_chrony_peer_nts_nak",
+            ["peer"],
+            "1 when the source answered chronyd's last NTS request with a NAK (it could not use the cookie), else 0 (chronyc authdata NAK; needs the unix socket)."
+        ),
         SERVER_NTP_DROPPED: Counter(
             "clock_chrony_server_ntp_packets_dropped",
             [],
@@ -188,6 +229,9 @@ pub struct Snapshot {
     pub stats: Vec<SourceStats>,
     /// NTP_DATA of the NTP sources (unix socket only).
     pub ntp_data: Vec<NtpData>,
+    /// AUTH_DATA of the NTP sources, by the address asked (unix socket
+    /// only in chrony 4.3; over UDP with chrony 4.7's `opencommands`).
+    pub auth: Vec<(IpAddr, AuthData)>,
     /// SERVER_STATS with its counters made monotonic (unix socket only).
     pub server: Option<(ServerStats, Counts)>,
 }
@@ -327,6 +371,7 @@ fn local_clock(t: &Tracking) -> Option<Peer> {
             reachability_ratio: None,
             poll_interval_seconds: None,
             leap: None,
+            auth: None,
         },
     )
 }
@@ -352,6 +397,7 @@ fn sources(s: &Snapshot, correction: f64, labels: &mut PeerLabels) -> (Vec<Peer>
         .iter()
         .filter_map(|n| n.remote_addr.ip().map(|ip| (ip, n)))
         .collect();
+    let auth: HashMap<IpAddr, &AuthData> = s.auth.iter().map(|(ip, a)| (*ip, a)).collect();
     let mut peers = Vec::new();
     let mut extras = Vec::new();
     for sd in &s.sources {
@@ -364,9 +410,9 @@ fn sources(s: &Snapshot, correction: f64, labels: &mut PeerLabels) -> (Vec<Peer>
         let refclock_refid = (kind == PeerKind::Refclock).then(|| label.clone());
         let label = labels.unique(label);
         let st = stats.get(&key).copied();
-        let nd = match key {
-            SourceKey::Ip(ip) => ntp.get(&ip).copied(),
-            SourceKey::RefId(_) => None,
+        let (nd, ad) = match key {
+            SourceKey::Ip(ip) => (ntp.get(&ip).copied(), auth.get(&ip).copied()),
+            SourceKey::RefId(_) => (None, None),
         };
         let sampled = sd.since_sample != u32::MAX;
         let mut extra = |d: &'static Desc, v: Option<f64>| {
@@ -405,7 +451,10 @@ fn sources(s: &Snapshot, correction: f64, labels: &mut PeerLabels) -> (Vec<Peer>
                         + n.peer_dispersion,
                 ),
             );
-            extra(&PEER_LEAP, Some(f64::from(n.leap)));
+            extra(&PEER_LEAP, n.answered().then_some(f64::from(n.leap)));
+        }
+        for (d, v) in ad.map(auth_extras).unwrap_or_default() {
+            extra(d, v);
         }
         let refid = match (refclock_refid, nd) {
             (Some(refid), _) => refid,
@@ -425,11 +474,73 @@ fn sources(s: &Snapshot, correction: f64, labels: &mut PeerLabels) -> (Vec<Peer>
             error_bound_seconds: sampled.then_some(sd.latest_meas_err),
             reachability_ratio: Some(reachability(sd.reachability as u8)),
             poll_interval_seconds: Some(2f64.powi(i32::from(sd.poll.clamp(-30, 30)))),
-            // NTP_DATA's, over the unix socket only.
-            leap: nd.map(|n| n.leap).filter(|l| *l <= 3),
+            // NTP_DATA's, over the unix socket only, once the source answered.
+            leap: nd
+                .filter(|n| n.answered())
+                .map(|n| n.leap)
+                .filter(|l| *l <= 3),
+            auth: peer_auth(ad, nd, sd),
         });
     }
     (peers, extras)
+}
+
+/// chrony's own authentication series of a source: its key's for a source
+/// it authenticates, the NTS state for an NTS one.
+fn auth_extras(a: &AuthData) -> Vec<(&'static Desc, Option<f64>)> {
+    let mut out = Vec::new();
+    if a.mode != cmdmon::AuthMode::None {
+        out.extend([
+            (&PEER_AUTH_KEY_ID, Some(f64::from(a.key_id))),
+            (&PEER_AUTH_KEY_TYPE, Some(f64::from(a.key_type))),
+            (&PEER_AUTH_KEY_LENGTH, Some(f64::from(a.key_length))),
+        ]);
+    }
+    if a.mode == cmdmon::AuthMode::Nts {
+        out.extend([
+            (&PEER_NTS_KE_ATTEMPTS, Some(f64::from(a.ke_attempts))),
+            (&PEER_NTS_LAST_KE_AGE, a.last_ke_ago.map(f64::from)),
+            (&PEER_NTS_COOKIES, Some(f64::from(a.cookies))),
+            (&PEER_NTS_COOKIE_LENGTH, Some(f64::from(a.cookie_length))),
+            (&PEER_NTS_NAK, Some(f64::from(u8::from(a.nak)))),
+        ]);
+    }
+    out
+}
+
+/// A source's authentication: the mode from AUTH_DATA (or, from a chronyd
+/// without it, NTP_DATA's flag, which before chrony 4.0 can only mean a
+/// symmetric key). chronyd takes no unauthentic packet from a source it
+/// authenticates (they fail its test 5 and count as unanswered polls), so
+/// its packets are authenticated while some of the last eight polls were
+/// answered, no NAK came back and, with NTS, chronyd holds cookies to ask
+/// with.
+fn peer_auth(ad: Option<&AuthData>, nd: Option<&NtpData>, sd: &SourceData) -> Option<PeerAuth> {
+    let mode = match (ad, nd) {
+        (Some(a), _) => match a.mode {
+            cmdmon::AuthMode::None => AuthMode::None,
+            cmdmon::AuthMode::Symmetric => AuthMode::SymmetricKey,
+            cmdmon::AuthMode::Nts => AuthMode::Nts,
+            cmdmon::AuthMode::Other(_) => return None,
+        },
+        (None, Some(n)) if n.answered() => {
+            if n.flags & NtpData::AUTHENTICATED != 0 {
+                AuthMode::SymmetricKey
+            } else {
+                AuthMode::None
+            }
+        }
+        _ => return None,
+    };
+    let usable = match (mode, ad) {
+        (AuthMode::None, _) => false,
+        (AuthMode::Nts, Some(a)) => !a.nak && a.cookies > 0,
+        (_, a) => !a.is_some_and(|a| a.nak),
+    };
+    Some(PeerAuth {
+        mode,
+        authenticated: usable && sd.reachability & 0xff != 0,
+    })
 }
 
 /// Server counters (already monotonic) and levels.

@@ -60,6 +60,7 @@ fn captured_snapshot() -> Snapshot {
             (_, Ok(Reply::SourceData(d))) => s.sources.push(d),
             (_, Ok(Reply::SourceStats(st))) => s.stats.insert(0, st),
             (_, Ok(Reply::NtpData(n))) => s.ntp_data.push(n),
+            (Request::AuthData(ip), Ok(Reply::AuthData(a))) => s.auth.push((ip, a)),
             (_, Ok(Reply::ServerStats(st))) => {
                 let (c, _) = Monotonic::default().update(&st, None);
                 s.server = Some((st, c));
@@ -294,6 +295,8 @@ async fn many_sources(sources: u32) -> (std::net::SocketAddr, Arc<AtomicUsize>) 
                 | Request::SourceData(1)
                 | Request::SourceStats(1)
                 | Request::ServerStats
+                // The first captured: chronyd 4.3's refusal over UDP.
+                | Request::AuthData(_)
         );
         if wanted {
             replies
@@ -357,4 +360,148 @@ async fn a_chronyd_with_more_sources_than_the_bound_is_read_up_to_it() {
     let c = chrony.collect().await;
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     assert_eq!(asked.load(Ordering::Relaxed), 3);
+}
+
+/// AUTH_DATA of an NTS source chronyd holds cookies for.
+fn nts(cookies: u16, nak: bool) -> crate::proto::cmdmon::AuthData {
+    crate::proto::cmdmon::AuthData {
+        mode: crate::proto::cmdmon::AuthMode::Nts,
+        key_type: 15,
+        key_id: 3,
+        key_length: 256,
+        ke_attempts: if cookies == 0 { 4 } else { 0 },
+        last_ke_ago: (cookies > 0).then_some(1200),
+        cookies,
+        cookie_length: 100,
+        nak,
+    }
+}
+
+fn auth_of(snapshot: &Snapshot) -> (Option<model::PeerAuth>, Vec<crate::metrics::Family>) {
+    let (r, extras) = report(snapshot);
+    crate::collector::assert_declared(&super::REGISTRATION, &r.families());
+    crate::collector::assert_declared(&super::REGISTRATION, &extras);
+    (r.peers[0].auth, extras)
+}
+
+#[test]
+fn captured_authdata_of_an_unauthenticated_source_says_none() {
+    let v = captured_value;
+    let honest = ["chronyd", "192.0.2.11"];
+    assert_eq!(v(&model::PEER_AUTHENTICATED, &honest), Some(0.0));
+    assert_eq!(
+        v(&model::PEER_AUTH_INFO, &["chronyd", "192.0.2.11", "none"]),
+        Some(1.0)
+    );
+    // No AUTH_DATA was captured for the skewed server: NTP_DATA's flag
+    // (clear) says the same; for the reference clock nothing is said.
+    assert_eq!(
+        v(&model::PEER_AUTH_INFO, &["chronyd", "192.0.2.12", "none"]),
+        Some(1.0)
+    );
+    assert_eq!(v(&model::PEER_AUTHENTICATED, &["chronyd", "GPS"]), None);
+    // Key and NTS details only for sources that have them.
+    assert_eq!(v(&PEER_AUTH_KEY_ID, &["192.0.2.11"]), None);
+    assert_eq!(v(&PEER_NTS_COOKIES, &["192.0.2.11"]), None);
+}
+
+#[test]
+fn an_nts_source_is_authenticated_while_it_answers_holds_cookies_and_has_no_nak() {
+    let ip: std::net::IpAddr = "192.0.2.11".parse().expect("ip");
+    let snapshot = |reach: u16, auth: crate::proto::cmdmon::AuthData| Snapshot {
+        sources: vec![source(SourceState::Selected, reach)],
+        auth: vec![(ip, auth)],
+        ..Snapshot::default()
+    };
+    let (a, extras) = auth_of(&snapshot(0o377, nts(8, false)));
+    assert_eq!(
+        a,
+        Some(model::PeerAuth {
+            mode: model::AuthMode::Nts,
+            authenticated: true
+        })
+    );
+    let x = |d: &crate::metrics::Desc| find(&extras, d).and_then(|f| f.value(&["192.0.2.11"]));
+    assert_eq!(x(&PEER_NTS_COOKIES), Some(8.0));
+    assert_eq!(x(&PEER_NTS_COOKIE_LENGTH), Some(100.0));
+    assert_eq!(x(&PEER_NTS_KE_ATTEMPTS), Some(0.0));
+    assert_eq!(x(&PEER_NTS_LAST_KE_AGE), Some(1200.0));
+    assert_eq!(x(&PEER_NTS_NAK), Some(0.0));
+    assert_eq!(x(&PEER_AUTH_KEY_ID), Some(3.0));
+    assert_eq!(x(&PEER_AUTH_KEY_TYPE), Some(15.0));
+    assert_eq!(x(&PEER_AUTH_KEY_LENGTH), Some(256.0));
+    // Each way it stops working: no cookies (NTS-KE failing), a NAK, no
+    // authentic reply in the last eight polls.
+    for (reach, auth, why) in [
+        (0o377, nts(0, false), "no cookies"),
+        (0o377, nts(8, true), "a NAK"),
+        (0, nts(8, false), "unanswered polls"),
+    ] {
+        let (a, extras) = auth_of(&snapshot(reach, auth));
+        assert_eq!(
+            a,
+            Some(model::PeerAuth {
+                mode: model::AuthMode::Nts,
+                authenticated: false
+            }),
+            "{why}"
+        );
+        if why == "no cookies" {
+            let x =
+                |d: &crate::metrics::Desc| find(&extras, d).and_then(|f| f.value(&["192.0.2.11"]));
+            assert_eq!(x(&PEER_NTS_COOKIES), Some(0.0));
+            assert_eq!(x(&PEER_NTS_KE_ATTEMPTS), Some(4.0));
+            // Never established: no age.
+            assert_eq!(x(&PEER_NTS_LAST_KE_AGE), None);
+        }
+    }
+}
+
+#[test]
+fn without_authdata_ntpdata_flag_means_a_symmetric_key_and_nothing_else_is_guessed() {
+    let ip: std::net::IpAddr = "192.0.2.11".parse().expect("ip");
+    let ntp = |flags: u16, valid: u32| {
+        let mut n = captured::all()
+            .into_iter()
+            .find_map(
+                |(r, sent, reply)| match captured::decode(r, (sent, reply)) {
+                    Ok(Reply::NtpData(n)) => Some(n),
+                    _ => None,
+                },
+            )
+            .expect("a captured ntpdata");
+        n.remote_addr = Address::Inet4("192.0.2.11".parse().expect("ip"));
+        n.flags = flags;
+        n.total_valid_count = valid;
+        n
+    };
+    let snapshot = |n| Snapshot {
+        sources: vec![source(SourceState::Selected, 0o17)],
+        ntp_data: vec![n],
+        ..Snapshot::default()
+    };
+    let sk = auth_of(&snapshot(ntp(0x8000, 5))).0;
+    assert_eq!(
+        sk,
+        Some(model::PeerAuth {
+            mode: model::AuthMode::SymmetricKey,
+            authenticated: true
+        })
+    );
+    assert_eq!(
+        auth_of(&snapshot(ntp(0, 5))).0.map(|a| a.mode),
+        Some(model::AuthMode::None)
+    );
+    // Before the first packet chronyd's NTP_DATA is zeros: neither the
+    // authentication nor the leap indicator is known.
+    let (r, _) = report(&snapshot(ntp(0x8000, 0)));
+    assert_eq!(r.peers[0].auth, None);
+    assert_eq!(r.peers[0].leap, None);
+    // AUTH_DATA wins over the flag, which only says "enabled".
+    let mut with_auth = snapshot(ntp(0x8000, 5));
+    with_auth.auth = vec![(ip, nts(8, false))];
+    assert_eq!(
+        auth_of(&with_auth).0.map(|a| a.mode),
+        Some(model::AuthMode::Nts)
+    );
 }

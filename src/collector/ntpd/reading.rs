@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use super::served::{Sample, SystemCounts};
 use super::{CONTROL_REQUESTS, INFO, PEER_HOST_MODE, PEER_REACH_REGISTER, PEER_SELECTION_CODE};
 use crate::metrics::{Family, labels};
-use crate::model::{Daemon, DaemonReport, Peer, PeerKind, PeerLabels, PeerState, SyncStatus};
+use crate::model::{
+    AuthMode, Daemon, DaemonReport, Peer, PeerAuth, PeerKind, PeerLabels, PeerState, SyncStatus,
+};
 use crate::proto::mode6::{
     self, AssocId, PeerCounters, PeerReading, PeerVariables, Selection, SystemStats, SystemStatus,
     SystemVariables,
@@ -105,6 +107,7 @@ fn convert_peer(p: &PeerReading) -> Option<(Peer, NtpdPeerFacts)> {
         // ntpd starts a peer at 3 before it answers: only a reachable
         // peer's is what it announced.
         leap: v.leap.filter(|_| reachable),
+        auth: auth(p, kind),
     };
     let facts = NtpdPeerFacts {
         reach: v.reach.map(|r| r.0),
@@ -112,6 +115,28 @@ fn convert_peer(p: &PeerReading) -> Option<(Peer, NtpdPeerFacts)> {
         selection: p.status.selection(),
     };
     Some((peer, facts))
+}
+
+/// A peer's authentication from its status word (RFC 9327 section 2.2:
+/// `authenb` is set when the association has a key, `auth` when its last
+/// packet was authentic) and its `keyid`; none for a reference clock or the
+/// local clock, which NTP does not authenticate.
+fn auth(p: &PeerReading, kind: PeerKind) -> Option<PeerAuth> {
+    if matches!(kind, PeerKind::Refclock | PeerKind::Local) {
+        return None;
+    }
+    let key = p.variables.key_id.unwrap_or(0);
+    let mode = if !p.status.auth_enabled() && key == 0 {
+        AuthMode::None
+    } else if key > 65535 {
+        AuthMode::Autokey
+    } else {
+        AuthMode::SymmetricKey
+    };
+    Some(PeerAuth {
+        mode,
+        authenticated: mode != AuthMode::None && p.status.authentic(),
+    })
 }
 
 /// What ntpd says about a peer beyond the shared model.

@@ -337,6 +337,50 @@ fn peers_that_are_not_remote_servers_are_labelled_by_what_they_are() {
     assert_eq!(peers[0].poll_interval_seconds, Some(64.0));
 }
 
+#[test]
+fn authentication_comes_from_the_status_word_and_the_key_id() {
+    use crate::model::{AuthMode, PeerAuth};
+    let keyed = |key: u32| PeerVariables {
+        key_id: Some(key),
+        ..base([192, 0, 2, 50], "192.0.2.99")
+    };
+    let reading = Reading {
+        peers: vec![
+            // conf, authenb, auth, reach: a keyed server whose last packet was authentic.
+            reading_of(0xf414, keyed(1)),
+            // conf, authenb, reach, no auth: its replies no longer authenticate.
+            reading_of(0xd414, keyed(1)),
+            // No key at all.
+            reading_of(0x9414, keyed(0)),
+            // Reference ntpd's Autokey: a session key id above 65535.
+            reading_of(0xf414, keyed(70_000)),
+            // An ntpd that sends no keyid: the authenb bit alone.
+            reading_of(0xd414, base([192, 0, 2, 50], "192.0.2.99")),
+            // A refclock is not authenticated by NTP: nothing is said.
+            reading_of(0x9614, base([127, 127, 28, 0], "SHM")),
+        ],
+        ..Reading::default()
+    };
+    let got: Vec<Option<PeerAuth>> = reading.report(None).peers.iter().map(|p| p.auth).collect();
+    let auth = |mode, authenticated| {
+        Some(PeerAuth {
+            mode,
+            authenticated,
+        })
+    };
+    assert_eq!(
+        got,
+        [
+            auth(AuthMode::SymmetricKey, true),
+            auth(AuthMode::SymmetricKey, false),
+            auth(AuthMode::None, false),
+            auth(AuthMode::Autokey, true),
+            auth(AuthMode::SymmetricKey, false),
+            None,
+        ]
+    );
+}
+
 /// A peer's variables as parsed from what ntpd sent for `srcadr`.
 fn from_srcadr(srcadr: &str, refid: &str) -> PeerVariables {
     let parsed = PeerVariables::from_variables(&Variables::parse(

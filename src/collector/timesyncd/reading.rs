@@ -21,7 +21,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::metrics::{Family, labels, metrics};
-use crate::model::{Daemon, DaemonReport, Peer, PeerKind, PeerState, SyncStatus};
+use crate::model::{
+    AuthMode, Daemon, DaemonReport, Peer, PeerAuth, PeerKind, PeerState, SyncStatus,
+};
 use crate::proto::ntp::RefId;
 use crate::sys::dbus::{Properties, Value};
 
@@ -449,6 +451,11 @@ impl Reading {
                     .then_some(m.leap)
                     .and_then(|l| u8::try_from(l).ok())
                     .filter(|l| *l <= 3),
+                // timesyncd has no authentication at all.
+                auth: Some(PeerAuth {
+                    mode: AuthMode::None,
+                    authenticated: false,
+                }),
             })
             .into_iter()
             .collect();

@@ -220,6 +220,7 @@ fn captured_skewed_peer_reassembles_and_shows_theta() {
             offset: Some(Millis(11_500.033_407)),
             jitter: Some(Millis(0.033_505)),
             dispersion: Some(Millis(937.521_521)),
+            key_id: Some(0),
         }
     );
     // θ: the server 11.5 s ahead has a positive offset, in seconds.

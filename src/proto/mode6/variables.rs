@@ -411,6 +411,9 @@ pub struct PeerVariables {
     pub jitter: Option<Millis>,
     /// Dispersion.
     pub dispersion: Option<Millis>,
+    /// The key the association authenticates with (`keyid`): 0 for none,
+    /// above 65535 an Autokey session key (reference ntpd).
+    pub key_id: Option<u32>,
 }
 
 impl PeerVariables {
@@ -438,6 +441,7 @@ impl PeerVariables {
             offset: v.millis("offset"),
             jitter: v.millis("jitter"),
             dispersion: v.millis("dispersion"),
+            key_id: v.uint("keyid").and_then(|k| u32::try_from(k).ok()),
         }
     }
 
