@@ -567,6 +567,87 @@ fn rogue_leap_is_named(daemon: Daemon) {
     assert_eq!(rogue.len(), 1, "{found:#?}");
 }
 
+/// The one alert of this name among `found`.
+fn only_alert<'a>(found: &'a [Alert], name: &str) -> &'a Alert {
+    let named: Vec<&Alert> = found.iter().filter(|x| x.name == name).collect();
+    assert_eq!(named.len(), 1, "one {name}: {found:#?}");
+    named[0]
+}
+
+/// NTS under chronyd: three honest servers, `a` serving NTS with a
+/// certificate the client trusts. Once `a` is authenticated its server
+/// restarts without NTS (its key-establishment port closed, the client's
+/// cookies worthless): ClockPeerAuthenticationFailing names `a`, alone.
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn an_nts_source_whose_server_lost_nts_is_named_under_chronyd() {
+    let daemon = Daemon::Chronyd;
+    let builder = Lab::builder().honest("a").honest("b").honest("c").nts("a");
+    let mut w = watched(builder, daemon, |lab, body| {
+        ["a", "b", "c"]
+            .iter()
+            .all(|n| survived(body, daemon, lab.addr(n)))
+            && sample(
+                body,
+                &format!(
+                    "clock_peer_authenticated{{daemon=\"chronyd\",peer=\"{}\"}}",
+                    lab.addr("a")
+                ),
+            ) == Some(1.0)
+    });
+    let a = w.lab.addr("a");
+    // Authenticated, nothing raised for it.
+    std::thread::sleep(Duration::from_secs(3));
+    let before: Vec<Alert> = raised(w.ns())
+        .into_iter()
+        .filter(|x| x.name == "ClockPeerAuthenticationFailing")
+        .collect();
+    assert!(before.is_empty(), "{before:#?}");
+    w.lab
+        .reconfigure_server("a", &common::lab::honest_server_conf());
+    let found = w.until_raised("ClockPeerAuthenticationFailing", Duration::from_secs(90));
+    let failing = only_alert(&found, "ClockPeerAuthenticationFailing");
+    assert_eq!(failing.peer, a.to_string(), "{found:#?}");
+    assert!(failing.description.contains("(nts)"), "{found:#?}");
+    assert_eq!(w.peer_value("clock_peer_authenticated", a), 0.0);
+}
+
+/// Symmetric keys under ntpd: `a` and `b` polled with their keys, `c` with
+/// a wrong value under its key id: ClockPeerAuthenticationFailing names
+/// `c`, alone, and nothing is raised for `a` and `b`.
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn a_source_polled_with_a_wrong_key_is_named() {
+    let daemon = Daemon::Ntpd;
+    let builder = Lab::builder()
+        .honest("a")
+        .honest("b")
+        .honest("c")
+        .keyed("a", true)
+        .keyed("b", true)
+        .keyed("c", false);
+    let w = watched(builder, daemon, |lab, body| {
+        ["a", "b"]
+            .iter()
+            .all(|n| survived(body, daemon, lab.addr(n)))
+    });
+    let c = w.lab.addr("c");
+    let found = w.until_raised("ClockPeerAuthenticationFailing", Duration::from_secs(60));
+    let failing = only_alert(&found, "ClockPeerAuthenticationFailing");
+    assert_eq!(failing.peer, c.to_string(), "{found:#?}");
+    assert!(
+        failing.description.contains("(symmetric_key)"),
+        "{found:#?}"
+    );
+    for n in ["a", "b"] {
+        assert_eq!(
+            w.peer_value("clock_peer_authenticated", w.lab.addr(n)),
+            1.0,
+            "{n}"
+        );
+    }
+}
+
 /// The `/probe` job of the README, verbatim but for its targets, the
 /// prober's address and a lab's scrape interval.
 fn readme_probe_job(targets: &[Ipv4Addr]) -> String {

@@ -986,3 +986,93 @@ fn capture_served_fixtures(lab: &Lab, clients: u32) {
         dir.display()
     );
 }
+
+/// `ntpq -c associations` rows: (association id, the `auth` column).
+fn ntpq_auth_column(text: &str) -> Vec<(u16, String)> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.get(1)?.parse().ok()?, (*f.get(5)?).to_owned()))
+        })
+        .collect()
+}
+
+/// Symmetric keys: ntpd polls `a` with the key `a` holds, `b` with a wrong
+/// value under `b`'s key id, and `c` without a key. The exporter says what
+/// ntpq says: `a` authenticated (`auth ok`), `b` configured for a key but
+/// not authentic (`auth bad`), `c` not authenticated (`auth none`).
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn symmetric_keys_right_and_wrong_agree_with_ntpq() {
+    let lab = Lab::builder()
+        .client(Daemon::Ntpd)
+        .honest("a")
+        .honest("b")
+        .honest("c")
+        .keyed("a", true)
+        .keyed("b", false)
+        .build();
+    let [a, b, c] = ["a", "b", "c"].map(|n| lab.addr(n));
+    let exporter = lab.exporter(&[]);
+    let auth = |body: &str, p: Ipv4Addr| {
+        sample(
+            body,
+            &format!("clock_peer_authenticated{{daemon=\"ntpd\",peer=\"{p}\"}}"),
+        )
+    };
+    wait_for("a authenticated", Duration::from_secs(60), || {
+        let body = exporter.scrape();
+        (auth(&body, a) == Some(1.0) && auth(&body, c) == Some(0.0)).then_some(())
+    });
+    // ntpq's auth column, by address (the associations' srcadr).
+    let by_address = || -> BTreeMap<Ipv4Addr, String> {
+        ntpq_auth_column(&lab.ntpq(&["-n", "-c", "associations"]))
+            .into_iter()
+            .filter_map(|(id, auth)| {
+                let vars = ntpq_vars(&lab.ntpq(&["-n", "-c", &format!("rv {id} srcadr")]));
+                Some((vars.get("srcadr")?.parse().ok()?, auth))
+            })
+            .collect()
+    };
+    let (theirs, body) = wait_for("ntpq to hold still", Duration::from_secs(30), || {
+        let before = by_address();
+        let body = exporter.scrape();
+        (before == by_address()).then_some((before, body))
+    });
+    eprintln!("{}\n{theirs:?}", lab.ntpq(&["-n", "-c", "associations"]));
+    let info = |p: Ipv4Addr, mode: &str| {
+        sample(
+            &body,
+            &format!(
+                "clock_peer_authentication_info{{daemon=\"ntpd\",peer=\"{p}\",mode=\"{mode}\"}}"
+            ),
+        )
+    };
+    assert_eq!(theirs.get(&a).map(String::as_str), Some("ok"), "{theirs:?}");
+    assert_eq!(
+        theirs.get(&b).map(String::as_str),
+        Some("bad"),
+        "{theirs:?}"
+    );
+    assert_eq!(
+        theirs.get(&c).map(String::as_str),
+        Some("none"),
+        "{theirs:?}"
+    );
+    assert_eq!(
+        (info(a, "symmetric_key"), auth(&body, a)),
+        (Some(1.0), Some(1.0)),
+        "{body}"
+    );
+    assert_eq!(
+        (info(b, "symmetric_key"), auth(&body, b)),
+        (Some(1.0), Some(0.0)),
+        "{body}"
+    );
+    assert_eq!(
+        (info(c, "none"), auth(&body, c)),
+        (Some(1.0), Some(0.0)),
+        "{body}"
+    );
+}

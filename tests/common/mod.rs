@@ -18,10 +18,12 @@ use std::sync::OnceLock;
 // this is the only place a test crate includes it.
 #[path = "../lab/mod.rs"]
 pub mod lab;
-// A CA made on the spot, for the web configuration's tests.
-pub mod ca;
+// A CA made on the spot, for the web configuration's tests (it lives with
+// the lab, which makes NTS certificates with it).
 #[allow(unused_imports)] // tests/rules.rs names it `common::TempDir`
 pub use lab::TempDir;
+#[allow(unused_imports)]
+pub use lab::ca;
 
 use clock_exporter::testing::metrics::Desc;
 use serde_json::Value;

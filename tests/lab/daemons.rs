@@ -115,11 +115,7 @@ impl Chronyd {
     /// (`bindcmdaddress DIR/chronyd.sock`), so a workstation's own chronyd
     /// socket is never touched.
     pub fn start(root: &Path, ns: &Netns, tag: &str, extra: &str) -> Chronyd {
-        let (dir, _) = configured_dir(tag, "chrony.conf", |d| {
-            format!(
-                "pidfile {d}/chronyd.pid\ndriftfile {d}/drift\nbindcmdaddress 127.0.0.1\nbindcmdaddress {d}/chronyd.sock\ncmdallow 127.0.0.1\n{extra}\n"
-            )
-        });
+        let (dir, _) = configured_dir(tag, "chrony.conf", |d| Self::conf(d, extra));
         let mut proc = Self::spawn(root, ns, &dir, "chronyd.log", &format!("chronyd {tag}"));
         let sock = dir.path().join("chronyd.sock");
         wait_for(
@@ -131,6 +127,13 @@ impl Chronyd {
             },
         );
         Chronyd { proc, dir }
+    }
+
+    /// chrony.conf for a chronyd whose private directory is `d`.
+    fn conf(d: &str, extra: &str) -> String {
+        format!(
+            "pidfile {d}/chronyd.pid\ndriftfile {d}/drift\nbindcmdaddress 127.0.0.1\nbindcmdaddress {d}/chronyd.sock\ncmdallow 127.0.0.1\n{extra}\n"
+        )
     }
 
     fn spawn(root: &Path, ns: &Netns, dir: &TempDir, log: &str, what: &str) -> Proc {
@@ -147,6 +150,18 @@ impl Chronyd {
     pub fn restart(&mut self, root: &Path, ns: &Netns) {
         self.proc.kill();
         let what = format!("{} (restarted)", self.proc.what);
+        self.proc = Self::spawn(root, ns, &self.dir, "chronyd2.log", &what);
+    }
+
+    /// Kills chronyd and starts it again with other extra configuration
+    /// lines, as [`Self::restart`] does.
+    pub fn reconfigure(&mut self, root: &Path, ns: &Netns, extra: &str) {
+        let d = self.dir.path().display().to_string();
+        let path = self.dir.path().join("chrony.conf");
+        self.proc.kill();
+        std::fs::write(&path, Self::conf(&d, extra))
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        let what = format!("{} (reconfigured)", self.proc.what);
         self.proc = Self::spawn(root, ns, &self.dir, "chronyd2.log", &what);
     }
 

@@ -22,6 +22,11 @@
 //! directly.
 #![allow(dead_code, clippy::missing_panics_doc)]
 
+mod auth;
+// A CA made on the spot: the lab's NTS certificates, and the web
+// configuration's tests (through `common::ca`).
+#[path = "../common/ca.rs"]
+pub mod ca;
 mod daemons;
 mod exporter;
 mod netns;
@@ -34,6 +39,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 // Each crate uses its own part of the lab.
+#[allow(unused_imports)]
+pub use auth::ServerAuth;
 #[allow(unused_imports)]
 pub use daemons::{
     Chronyd, Daemon, DbusDaemon, Ntpd, SERVE_LOCAL_CLOCK, Timesyncd, honest_server_conf, lib_path,

@@ -15,6 +15,7 @@
 //! | 192.0.2.73–.74 | `forging`: responders whose replies carry the wrong origin timestamp |
 //! | 192.0.2.75–.76 | `silent`: responders that never answer |
 //! | 192.0.2.77 | an address a test adds and removes itself, in a lone namespace |
+//! | 192.0.2.78–.79 | `leaping`: responders with the right time that announce a leap second |
 //! | 198.51.100.7 | the reference ID the responders announce; no host has it |
 //! | 198.51.100.8 | each honest server's reference: a responder with no offset on the server's own loopback, port 1123 (the server announces this address as its reference ID) |
 //! | 198.51.100.20–.24 | sources a client is told to poll that no host has (no route: nothing leaves the namespace) |

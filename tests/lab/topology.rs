@@ -20,6 +20,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::auth::{Secrets, ServerAuth};
 use super::daemons::{
     Chronyd, Daemon, DbusDaemon, Ntpd, SERVE_LOCAL_CLOCK, Timesyncd, honest_server_conf,
 };
@@ -112,6 +113,7 @@ pub struct LabBuilder {
     client_conf: String,
     roles: Vec<(String, Role)>,
     noselect: Vec<String>,
+    auth: Vec<(String, ServerAuth)>,
 }
 
 impl LabBuilder {
@@ -180,6 +182,50 @@ impl LabBuilder {
         self.role(name, Role::Leaping)
     }
 
+    /// The honest server `name` serves NTS with a certificate from the CA
+    /// the client trusts, and the client polls it with `nts` (chronyd).
+    pub fn nts(self, name: &str) -> Self {
+        self.authenticated(name, ServerAuth::Nts { trusted: true })
+    }
+
+    /// As [`Self::nts`], but the certificate comes from a CA the client
+    /// does not trust: NTS key establishment fails.
+    pub fn nts_untrusted(self, name: &str) -> Self {
+        self.authenticated(name, ServerAuth::Nts { trusted: false })
+    }
+
+    /// The honest server `name` holds a symmetric key, and the client polls
+    /// it with that key (`right`) or with another value under its id.
+    pub fn keyed(self, name: &str, right: bool) -> Self {
+        self.authenticated(name, ServerAuth::Key { right })
+    }
+
+    fn authenticated(mut self, name: &str, auth: ServerAuth) -> Self {
+        assert!(
+            self.roles
+                .iter()
+                .any(|(n, r)| n == name && *r == Role::Honest),
+            "{name:?} is no honest server (add it first)"
+        );
+        self.auth.push((name.to_owned(), auth));
+        self
+    }
+
+    /// How `name` authenticates, and the key id the client polls it with
+    /// (its place among the keyed servers, from 1).
+    fn auth_of(&self, name: &str) -> Option<(ServerAuth, u32)> {
+        let mut keyed = 0;
+        for (n, a) in &self.auth {
+            if matches!(a, ServerAuth::Key { .. }) {
+                keyed += 1;
+            }
+            if n == name {
+                return Some((*a, keyed));
+            }
+        }
+        None
+    }
+
     /// The client polls `name` but never selects it.
     pub fn noselect(mut self, name: &str) -> Self {
         self.noselect.push(name.to_owned());
@@ -204,9 +250,15 @@ impl LabBuilder {
             daemon: None,
             hosts: Vec::new(),
             client: Netns::new(),
+            secrets: (!self.auth.is_empty()).then(Secrets::new),
         };
         for (i, (name, role)) in self.roles.iter().enumerate() {
-            lab.add_host(name, *role, self.address(i));
+            let addr = self.address(i);
+            let extra = match (self.auth_of(name), &lab.secrets) {
+                (Some((auth, id)), Some(secrets)) => secrets.server_conf(name, addr, auth, id),
+                _ => String::new(),
+            };
+            lab.add_host(name, *role, addr, &extra);
         }
         lab.wait_for_honest_servers();
         if self.daemon == Some(Daemon::Timesyncd) {
@@ -269,7 +321,27 @@ impl LabBuilder {
                 ""
             };
             let options = daemon.poll_options();
-            writeln!(conf, "server {} {options}{noselect}", h.addr).expect("write to a String");
+            let auth = self
+                .auth_of(&h.name)
+                .map(|(a, id)| Secrets::server_option(daemon, a, id))
+                .unwrap_or_default();
+            writeln!(conf, "server {} {options}{auth}{noselect}", h.addr)
+                .expect("write to a String");
+        }
+        if let Some(secrets) = &lab.secrets {
+            let nts = self
+                .auth
+                .iter()
+                .any(|(_, a)| matches!(a, ServerAuth::Nts { .. }));
+            let keys: Vec<(u32, bool)> = self
+                .auth
+                .iter()
+                .filter_map(|(n, a)| match (a, self.auth_of(n)) {
+                    (ServerAuth::Key { right }, Some((_, id))) => Some((id, *right)),
+                    _ => None,
+                })
+                .collect();
+            conf.push_str(&secrets.client_conf(daemon, nts, &keys));
         }
         conf + &self.client_conf
     }
@@ -283,6 +355,9 @@ pub struct Lab {
     daemon: Option<ClientDaemon>,
     hosts: Vec<Host>,
     client: Netns,
+    /// Certificates and keys, when a server authenticates (dropped after
+    /// every process).
+    secrets: Option<Secrets>,
 }
 
 impl Lab {
@@ -309,7 +384,8 @@ impl Lab {
 
     /// Creates a host's namespace, links it to the client and starts
     /// what its role runs.
-    fn add_host(&mut self, name: &str, role: Role, addr: Ipv4Addr) {
+    /// `extra`: more configuration lines for an honest server.
+    fn add_host(&mut self, name: &str, role: Role, addr: Ipv4Addr, extra: &str) {
         let ns = Netns::new();
         link(&self.client, plan::CLIENT, &ns, addr);
         let running = match role {
@@ -317,7 +393,8 @@ impl Lab {
                 let r = plan::HONEST_REFERENCE;
                 ns.add_loopback_address(*r.ip());
                 let reference = SkewedServer::start_on(&ns, r, 0.0, 0.0);
-                let chronyd = Chronyd::start(&self.root, &ns, name, &honest_server_conf());
+                let conf = honest_server_conf() + extra;
+                let chronyd = Chronyd::start(&self.root, &ns, name, &conf);
                 Running::Honest(chronyd, reference)
             }
             Role::FreeRunning => {
@@ -396,6 +473,22 @@ impl Lab {
     pub fn server(&self, name: &str) -> &Chronyd {
         match &self.host(name).running {
             Running::Chronyd(c) | Running::Honest(c, _) => c,
+            other => panic!("{name} runs no chronyd: {other:?}"),
+        }
+    }
+
+    /// Restarts an honest or free-running server's chronyd with these
+    /// extra configuration lines instead of its own (an honest server's
+    /// are [`honest_server_conf`]: without its NTS or key lines, say).
+    pub fn reconfigure_server(&mut self, name: &str, extra: &str) {
+        let root = self.root.clone();
+        let h = self
+            .hosts
+            .iter_mut()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no lab host {name:?}"));
+        match &mut h.running {
+            Running::Chronyd(c) | Running::Honest(c, _) => c.reconfigure(&root, &h.ns, extra),
             other => panic!("{name} runs no chronyd: {other:?}"),
         }
     }
