@@ -1361,6 +1361,36 @@ fn nts_sources_are_reported_as_chronyc_authdata_shows_them_and_a_broken_one_fail
     // c: no authentication, so no key or NTS series.
     assert_eq!(v("clock_chrony_peer_auth_key_id", c), None, "{body}");
     assert_eq!(v("clock_chrony_peer_nts_cookies", c), None, "{body}");
+    // The AUTH_DATA replies themselves, decoded as the collector decodes
+    // them (CLOCK_CAPTURE_FIXTURES=auth_data.nts writes them as fixtures).
+    let mut cap = Capture {
+        write: std::env::var("CLOCK_CAPTURE_FIXTURES").ok(),
+        sequence: 0x100,
+    };
+    let sock = lab.chronyd().socket();
+    let unix = |bytes: Vec<u8>| exchange_unix(&sock, &bytes);
+    let Ok(Reply::AuthData(ours)) = cap.take("auth_data.nts", Request::AuthData(a.into()), unix)
+    else {
+        panic!("authdata of {a}");
+    };
+    assert_eq!(ours.mode, AuthMode::Nts);
+    assert_eq!((ours.key_type, ours.key_length), (15, 256), "{ours:?}");
+    assert!(
+        ours.cookies > 0 && ours.cookie_length > 0 && !ours.nak,
+        "{ours:?}"
+    );
+    assert!(ours.last_ke_ago.is_some(), "{ours:?}");
+    let Ok(Reply::AuthData(theirs)) =
+        cap.take("auth_data.nts_untrusted", Request::AuthData(b.into()), unix)
+    else {
+        panic!("authdata of {b}");
+    };
+    assert_eq!(theirs.mode, AuthMode::Nts);
+    assert_eq!(
+        (theirs.cookies, theirs.key_length, theirs.last_ke_ago),
+        (0, 0, None)
+    );
+    assert!(theirs.ke_attempts >= 1, "{theirs:?}");
 
     lab.reconfigure_server("a", &lab::honest_server_conf());
     let body = wait_for("a no longer authenticated", Duration::from_secs(60), || {
