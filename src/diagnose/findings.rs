@@ -357,6 +357,7 @@ fn daemon_findings(v: &View<'_>, d: &DaemonView, limits: &Limits, out: &mut Vec<
         });
     }
     selection_findings(v, d, limits, &peers, out);
+    peer_signal_findings(v, d, out);
     // After the selection's findings: among warnings, the more specific
     // one (a named falseticker) heads the Nagios line.
     if v.value(&model::SYNC_LEAP, &by) == Some(3.0) {
@@ -373,6 +374,64 @@ fn daemon_findings(v: &View<'_>, d: &DaemonView, limits: &Limits, out: &mut Vec<
         });
     }
     limit_findings(d, limits, peers, out);
+}
+
+/// What single sources announce that their daemon may not act on yet: a
+/// leap second the majority does not announce (ClockPeerRogueLeap), and
+/// packets no longer authentic from a source configured for
+/// authentication (ClockPeerAuthenticationFailing). One scrape, so no
+/// alert's `for:`: the finding says what is true now.
+fn peer_signal_findings(v: &View<'_>, d: &DaemonView, out: &mut Vec<Finding>) {
+    let daemon = d.daemon.as_str();
+    let leaps: Vec<(&str, f64)> = v
+        .samples(&model::PEER_LEAP)
+        .filter(|s| label(&model::PEER_LEAP, s, "daemon") == Some(daemon))
+        .filter_map(|s| Some((label(&model::PEER_LEAP, s, "peer")?, s.value)))
+        .collect();
+    let synchronised = leaps.iter().filter(|(_, l)| *l < 3.0).count();
+    let announcing: Vec<&(&str, f64)> = leaps
+        .iter()
+        .filter(|(_, l)| *l == 1.0 || *l == 2.0)
+        .collect();
+    if !announcing.is_empty() && announcing.len() * 2 < synchronised {
+        for (peer, leap) in announcing {
+            out.push(Finding {
+                severity: Severity::Warning,
+                code: "ClockPeerRogueLeap",
+                summary: format!(
+                    "{peer}, a source of {daemon}, announces a leap second ({}) that most of its other synchronised sources do not.",
+                    if *leap == 1.0 { "insert" } else { "delete" }
+                ),
+                evidence: leaps.iter().map(|(p, l)| format!("{p} leap {l}")).collect(),
+                advice: format!("No leap second is scheduled: {peer}'s flag is rogue. Remove or noselect it until its operator fixes it, and give the daemon a current leap-seconds file."),
+            });
+        }
+    }
+    for s in v.samples(&model::PEER_AUTH_INFO) {
+        let (Some(peer), Some(mode)) = (
+            label(&model::PEER_AUTH_INFO, s, "peer"),
+            label(&model::PEER_AUTH_INFO, s, "mode"),
+        ) else {
+            continue;
+        };
+        if label(&model::PEER_AUTH_INFO, s, "daemon") != Some(daemon) || mode == "none" {
+            continue;
+        }
+        let key = [("daemon", daemon), ("peer", peer)];
+        if v.value(&model::PEER_AUTHENTICATED, &key) == Some(0.0) {
+            out.push(Finding {
+                severity: Severity::Warning,
+                code: "ClockPeerAuthenticationFailing",
+                summary: format!(
+                    "{daemon} is configured to authenticate {peer} ({mode}), but its packets are not authentic: it does not use the source."
+                ),
+                evidence: vec![format!(
+                    "clock_peer_authenticated{{daemon=\"{daemon}\",peer=\"{peer}\"}} 0"
+                )],
+                advice: "Check the key on both sides, or for NTS the server's key-establishment port (4460) and certificate; see the runbook's ClockPeerAuthenticationFailing.".into(),
+            });
+        }
+    }
 }
 
 /// No usable source: the offset is unknown, and why (Nagios' "Offset

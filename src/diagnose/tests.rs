@@ -417,3 +417,79 @@ fn a_timesyncd_host_is_trusted_with_a_note_on_its_one_server() {
     ));
     assert_eq!(codes(&judged(&f)), ["ClockTooFewSources"]);
 }
+
+#[test]
+fn a_source_whose_authentication_fails_is_named() {
+    use crate::model::{AuthMode, PeerAuth};
+    let auth = |mode, authenticated| {
+        Some(PeerAuth {
+            mode,
+            authenticated,
+        })
+    };
+    let mut f = host("tsc");
+    f.extend(daemon(
+        Daemon::Chronyd,
+        sync("192.0.2.11", 0.000_02),
+        vec![
+            Peer {
+                auth: auth(AuthMode::Nts, true),
+                ..peer("192.0.2.11", PeerState::Selected, 0.000_02)
+            },
+            Peer {
+                auth: auth(AuthMode::None, false),
+                ..peer("192.0.2.12", PeerState::Candidate, -0.000_05)
+            },
+            Peer {
+                auth: auth(AuthMode::Nts, false),
+                ..peer("192.0.2.13", PeerState::Candidate, 0.000_1)
+            },
+        ],
+    ));
+    let v = judged(&f);
+    assert_eq!(codes(&v), ["ClockPeerAuthenticationFailing"]);
+    assert!(
+        v.findings[0].summary.contains("192.0.2.13 (nts)"),
+        "{:?}",
+        v.findings[0]
+    );
+    assert_eq!(v.status, Severity::Warning);
+}
+
+#[test]
+fn a_rogue_leap_flag_is_named_only_against_a_majority() {
+    let leaping = |addr: &str, state, leap| Peer {
+        leap: Some(leap),
+        ..peer(addr, state, 0.0)
+    };
+    let mut three = host("tsc");
+    three.extend(daemon(
+        Daemon::Ntpd,
+        sync("192.0.2.11", 0.000_02),
+        vec![
+            leaping("192.0.2.11", PeerState::Selected, 0),
+            leaping("192.0.2.12", PeerState::Candidate, 0),
+            leaping("192.0.2.78", PeerState::Candidate, 1),
+        ],
+    ));
+    let v = judged(&three);
+    assert_eq!(codes(&v), ["ClockPeerRogueLeap"]);
+    assert!(
+        v.findings[0]
+            .summary
+            .starts_with("192.0.2.78, a source of ntpd, announces a leap second (insert)"),
+        "{:?}",
+        v.findings[0]
+    );
+    // One of two: no majority to judge by (left to ClockLeapAnnounced).
+    let mut two = host("tsc");
+    two.extend(daemon(
+        Daemon::Ntpd,
+        sync("192.0.2.11", 0.000_02),
+        vec![
+            leaping("192.0.2.11", PeerState::Selected, 0),
+            leaping("192.0.2.78", PeerState::Candidate, 2),
+        ],
+    ));
+    assert!(!codes(&judged(&two)).contains(&"ClockPeerRogueLeap"));
+}
