@@ -998,6 +998,36 @@ fn ntpq_auth_column(text: &str) -> Vec<(u16, String)> {
         .collect()
 }
 
+/// ntpq's auth column and `ntscookies` by address (the associations'
+/// `srcadr`), read before and after a scrape until they hold still; and
+/// that scrape.
+fn ntpq_auth_beside(
+    lab: &Lab,
+    exporter: &Exporter,
+) -> (BTreeMap<Ipv4Addr, (String, Option<String>)>, String) {
+    let read = || -> BTreeMap<Ipv4Addr, (String, Option<String>)> {
+        ntpq_auth_column(&lab.ntpq(&["-n", "-c", "associations"]))
+            .into_iter()
+            .filter_map(|(id, auth)| {
+                let rv = format!("rv {id} srcadr,ntscookies");
+                let vars = ntpq_vars(&lab.ntpq(&["-n", "-c", &rv]));
+                let cookies = vars.get("ntscookies").cloned();
+                Some((vars.get("srcadr")?.parse().ok()?, (auth, cookies)))
+            })
+            .collect()
+    };
+    wait_for("ntpq to hold still", Duration::from_secs(30), || {
+        let before = read();
+        let body = exporter.scrape();
+        (before == read()).then_some((before, body))
+    })
+}
+
+/// The auth column alone.
+fn auth_column(theirs: &BTreeMap<Ipv4Addr, (String, Option<String>)>) -> BTreeMap<Ipv4Addr, &str> {
+    theirs.iter().map(|(p, (a, _))| (*p, a.as_str())).collect()
+}
+
 /// Symmetric keys: ntpd polls `a` with the key `a` holds, `b` with a wrong
 /// value under `b`'s key id, and `c` without a key. The exporter says what
 /// ntpq says: `a` authenticated (`auth ok`), `b` configured for a key but
@@ -1025,22 +1055,7 @@ fn symmetric_keys_right_and_wrong_agree_with_ntpq() {
         let body = exporter.scrape();
         (auth(&body, a) == Some(1.0) && auth(&body, c) == Some(0.0)).then_some(())
     });
-    // ntpq's auth column, by address (the associations' srcadr).
-    let by_address = || -> BTreeMap<Ipv4Addr, String> {
-        ntpq_auth_column(&lab.ntpq(&["-n", "-c", "associations"]))
-            .into_iter()
-            .filter_map(|(id, auth)| {
-                let vars = ntpq_vars(&lab.ntpq(&["-n", "-c", &format!("rv {id} srcadr")]));
-                Some((vars.get("srcadr")?.parse().ok()?, auth))
-            })
-            .collect()
-    };
-    let (theirs, body) = wait_for("ntpq to hold still", Duration::from_secs(30), || {
-        let before = by_address();
-        let body = exporter.scrape();
-        (before == by_address()).then_some((before, body))
-    });
-    eprintln!("{}\n{theirs:?}", lab.ntpq(&["-n", "-c", "associations"]));
+    let (theirs, body) = ntpq_auth_beside(&lab, &exporter);
     let info = |p: Ipv4Addr, mode: &str| {
         sample(
             &body,
@@ -1049,16 +1064,9 @@ fn symmetric_keys_right_and_wrong_agree_with_ntpq() {
             ),
         )
     };
-    assert_eq!(theirs.get(&a).map(String::as_str), Some("ok"), "{theirs:?}");
     assert_eq!(
-        theirs.get(&b).map(String::as_str),
-        Some("bad"),
-        "{theirs:?}"
-    );
-    assert_eq!(
-        theirs.get(&c).map(String::as_str),
-        Some("none"),
-        "{theirs:?}"
+        auth_column(&theirs),
+        BTreeMap::from([(a, "ok"), (b, "bad"), (c, "none")])
     );
     assert_eq!(
         (info(a, "symmetric_key"), auth(&body, a)),
@@ -1072,6 +1080,72 @@ fn symmetric_keys_right_and_wrong_agree_with_ntpq() {
     );
     assert_eq!(
         (info(c, "none"), auth(&body, c)),
+        (Some(1.0), Some(0.0)),
+        "{body}"
+    );
+    // NTPsec says ntscookies=-1 of every association; only NTS ones carry it here.
+    for p in [a, b, c] {
+        let series = format!("clock_ntpd_peer_nts_cookies{{peer=\"{p}\"}}");
+        assert_eq!(sample(&body, &series), None, "{body}");
+    }
+}
+
+/// NTS under NTPsec: `a` serves NTS with a certificate of the CA the client
+/// trusts, `b` with one of a CA it does not. The exporter says what ntpq
+/// says: both are NTS associations (`ntscookies`), `a` authentic (`auth
+/// ok`) with its cookies, `b` never (`auth bad`, `ntscookies=-1`: key
+/// establishment failed).
+#[test]
+#[ignore = "needs root and the lab: run scripts/test"]
+fn nts_associations_agree_with_ntpq() {
+    let lab = Lab::builder()
+        .client(Daemon::Ntpd)
+        .honest("a")
+        .honest("b")
+        .nts("a")
+        .nts_untrusted("b")
+        .build();
+    let [a, b] = ["a", "b"].map(|n| lab.addr(n));
+    let exporter = lab.exporter(&[]);
+    let auth = |body: &str, p: Ipv4Addr| {
+        sample(
+            body,
+            &format!("clock_peer_authenticated{{daemon=\"ntpd\",peer=\"{p}\"}}"),
+        )
+    };
+    wait_for("a authenticated over NTS", Duration::from_secs(60), || {
+        (auth(&exporter.scrape(), a) == Some(1.0)).then_some(())
+    });
+    let (theirs, body) = ntpq_auth_beside(&lab, &exporter);
+    let cookies = |p: Ipv4Addr| {
+        sample(
+            &body,
+            &format!("clock_ntpd_peer_nts_cookies{{peer=\"{p}\"}}"),
+        )
+        .map(|c| c.to_string())
+    };
+    let nts = |p: Ipv4Addr| {
+        sample(
+            &body,
+            &format!("clock_peer_authentication_info{{daemon=\"ntpd\",peer=\"{p}\",mode=\"nts\"}}"),
+        )
+    };
+    assert_eq!(
+        auth_column(&theirs),
+        BTreeMap::from([(a, "ok"), (b, "bad")])
+    );
+    for p in [a, b] {
+        assert_eq!(nts(p), Some(1.0), "{p}: {body}");
+        assert_eq!(
+            cookies(p),
+            theirs.get(&p).and_then(|t| t.1.clone()),
+            "{p}: {theirs:?}"
+        );
+    }
+    assert!(cookies(a).is_some_and(|c| c != "0"), "{body}");
+    assert_eq!(cookies(b).as_deref(), Some("-1"), "{body}");
+    assert_eq!(
+        (auth(&body, a), auth(&body, b)),
         (Some(1.0), Some(0.0)),
         "{body}"
     );

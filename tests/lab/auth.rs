@@ -5,7 +5,7 @@
 //!
 //! - NTS: the server (chronyd) serves NTS-KE on TCP 4460 with a certificate
 //!   for its address; the client polls it with `nts` and trusts the lab's
-//!   CA (`ntstrustedcerts`). An untrusted server's certificate comes from a
+//!   CA (chronyd `ntstrustedcerts`, NTPsec `nts ca` on the server line). An untrusted server's certificate comes from a
 //!   second CA the client does not know.
 //! - Keys: the server (chronyd) holds key N (`keyfile`); the client polls it
 //!   with `key N` and holds the same key, or another value under the same
@@ -100,10 +100,14 @@ impl Secrets {
         }
     }
 
-    /// What the client's `server` line adds for a server with `auth`.
-    pub fn server_option(daemon: Daemon, auth: ServerAuth, key_id: u32) -> String {
+    /// What the client's `server` line adds for a server with `auth`
+    /// (NTPsec names the CA it trusts on the line itself).
+    pub fn server_option(&self, daemon: Daemon, auth: ServerAuth, key_id: u32) -> String {
         match (auth, daemon) {
             (ServerAuth::Nts { .. }, Daemon::Chronyd) => " nts".to_owned(),
+            (ServerAuth::Nts { .. }, Daemon::Ntpd) => {
+                format!(" nts ca {}", self.ca_path().display())
+            }
             (ServerAuth::Key { .. }, Daemon::Chronyd | Daemon::Ntpd) => format!(" key {key_id}"),
             (a, d) => panic!("the lab has no {a:?} for a {d:?} client"),
         }
@@ -113,7 +117,7 @@ impl Secrets {
     /// every keyed server's key (`(id, right)`).
     pub fn client_conf(&self, daemon: Daemon, nts: bool, keys: &[(u32, bool)]) -> String {
         let mut conf = String::new();
-        if nts {
+        if nts && daemon == Daemon::Chronyd {
             writeln!(conf, "ntstrustedcerts {}", self.ca_path().display()).expect("write");
         }
         if keys.is_empty() {

@@ -321,10 +321,10 @@ impl LabBuilder {
                 ""
             };
             let options = daemon.poll_options();
-            let auth = self
-                .auth_of(&h.name)
-                .map(|(a, id)| Secrets::server_option(daemon, a, id))
-                .unwrap_or_default();
+            let auth = match (self.auth_of(&h.name), &lab.secrets) {
+                (Some((a, id)), Some(secrets)) => secrets.server_option(daemon, a, id),
+                _ => String::new(),
+            };
             writeln!(conf, "server {} {options}{auth}{noselect}", h.addr)
                 .expect("write to a String");
         }
@@ -491,6 +491,12 @@ impl Lab {
             Running::Chronyd(c) | Running::Honest(c, _) => c.reconfigure(&root, &h.ns, extra),
             other => panic!("{name} runs no chronyd: {other:?}"),
         }
+    }
+
+    /// The CA an NTS server's certificate comes from (the one the client
+    /// trusts), when the lab has one.
+    pub fn nts_ca(&self) -> Option<PathBuf> {
+        self.secrets.as_ref().map(Secrets::ca_path)
     }
 
     /// A skewed or drifting host's responder.

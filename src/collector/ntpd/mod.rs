@@ -71,6 +71,11 @@ metrics! {
             ["peer"],
             "The raw selection code ntpd gives the peer, (status >> 8) & 7: 0 reject, 1 falsetick, 2 excess, 3 outlier, 4 candidate, 5 backup, 6 sys.peer, 7 pps.peer."
         ),
+        PEER_NTS_COOKIES: Gauge(
+            "clock_ntpd_peer_nts_cookies",
+            ["peer"],
+            "NTS cookies NTPsec holds for the peer (ntscookies), -1 while its key establishment fails; with none it cannot ask the peer until a new key establishment succeeds. NTS associations only."
+        ),
         CONTROL_REQUESTS: Counter(
             "clock_ntpd_control_requests",
             [],

@@ -6,7 +6,10 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::served::{Sample, SystemCounts};
-use super::{CONTROL_REQUESTS, INFO, PEER_HOST_MODE, PEER_REACH_REGISTER, PEER_SELECTION_CODE};
+use super::{
+    CONTROL_REQUESTS, INFO, PEER_HOST_MODE, PEER_NTS_COOKIES, PEER_REACH_REGISTER,
+    PEER_SELECTION_CODE,
+};
 use crate::metrics::{Family, labels};
 use crate::model::{
     AuthMode, Daemon, DaemonReport, Peer, PeerAuth, PeerKind, PeerLabels, PeerState, SyncStatus,
@@ -113,29 +116,37 @@ fn convert_peer(p: &PeerReading) -> Option<(Peer, NtpdPeerFacts)> {
         reach: v.reach.map(|r| r.0),
         host_mode: v.host_mode,
         selection: p.status.selection(),
+        nts_cookies: v
+            .nts_cookies
+            .filter(|_| peer.auth.is_some_and(|a| a.mode == AuthMode::Nts)),
     };
     Some((peer, facts))
 }
 
 /// A peer's authentication from its status word (RFC 9327 section 2.2:
-/// `authenb` is set when the association has a key, `auth` when its last
-/// packet was authentic) and its `keyid`; none for a reference clock or the
-/// local clock, which NTP does not authenticate.
+/// `authenb` is set when the association has a key or, in NTPsec, uses
+/// NTS; `auth` when its last packet was authentic) and its `keyid`: a key
+/// enabled without a key id is NTPsec's NTS (a symmetric key has an id
+/// from 1), an id above 65535 reference ntpd's Autokey. None for a
+/// reference clock or the local clock, which NTP does not authenticate. An
+/// NTS association without cookies (`ntscookies` 0, or −1 before or
+/// without key establishment) cannot ask its server: not authenticated,
+/// whatever its last packet was.
 fn auth(p: &PeerReading, kind: PeerKind) -> Option<PeerAuth> {
     if matches!(kind, PeerKind::Refclock | PeerKind::Local) {
         return None;
     }
-    let key = p.variables.key_id.unwrap_or(0);
-    let mode = if !p.status.auth_enabled() && key == 0 {
-        AuthMode::None
-    } else if key > 65535 {
-        AuthMode::Autokey
-    } else {
-        AuthMode::SymmetricKey
+    let key = p.variables.key_id;
+    let mode = match (p.status.auth_enabled(), key) {
+        (true, Some(0)) => AuthMode::Nts,
+        (_, Some(k)) if k > 65535 => AuthMode::Autokey,
+        (true, _) | (false, Some(1..)) => AuthMode::SymmetricKey,
+        (false, _) => AuthMode::None,
     };
+    let cookies_ok = mode != AuthMode::Nts || p.variables.nts_cookies.is_some_and(|c| c > 0);
     Some(PeerAuth {
         mode,
-        authenticated: mode != AuthMode::None && p.status.authentic(),
+        authenticated: mode != AuthMode::None && p.status.authentic() && cookies_ok,
     })
 }
 
@@ -145,6 +156,7 @@ struct NtpdPeerFacts {
     reach: Option<u8>,
     host_mode: Option<u8>,
     selection: Selection,
+    nts_cookies: Option<i32>,
 }
 
 impl Reading {
@@ -229,7 +241,11 @@ impl Reading {
         let mut reach = PEER_REACH_REGISTER.family();
         let mut mode = PEER_HOST_MODE.family();
         let mut selection = PEER_SELECTION_CODE.family();
+        let mut cookies = PEER_NTS_COOKIES.family();
         for (p, facts, _) in self.peers() {
+            if let Some(c) = facts.nts_cookies {
+                cookies.push(labels![p.address.clone()], f64::from(c));
+            }
             if let Some(r) = facts.reach {
                 reach.push(labels![p.address.clone()], f64::from(r));
             }
@@ -239,6 +255,9 @@ impl Reading {
             selection.push(labels![p.address], f64::from(facts.selection.code()));
         }
         out.extend([reach, mode, selection]);
+        if !cookies.samples.is_empty() {
+            out.push(cookies);
+        }
         if let Some(n) = self.stats.control_requests {
             out.push(CONTROL_REQUESTS.single(n as f64));
         }

@@ -340,6 +340,11 @@ fn peers_that_are_not_remote_servers_are_labelled_by_what_they_are() {
 #[test]
 fn authentication_comes_from_the_status_word_and_the_key_id() {
     use crate::model::{AuthMode, PeerAuth};
+    let nts = |cookies: i32| PeerVariables {
+        key_id: Some(0),
+        nts_cookies: Some(cookies),
+        ..base([192, 0, 2, 50], "192.0.2.99")
+    };
     let keyed = |key: u32| PeerVariables {
         key_id: Some(key),
         ..base([192, 0, 2, 50], "192.0.2.99")
@@ -358,6 +363,11 @@ fn authentication_comes_from_the_status_word_and_the_key_id() {
             reading_of(0xd414, base([192, 0, 2, 50], "192.0.2.99")),
             // A refclock is not authenticated by NTP: nothing is said.
             reading_of(0x9614, base([127, 127, 28, 0], "SHM")),
+            // NTPsec's NTS: authenb and auth with keyid 0; one that ran out
+            // of cookies, and one whose key establishment fails.
+            reading_of(0xf61a, nts(8)),
+            reading_of(0xf414, nts(0)),
+            reading_of(0xc011, nts(-1)),
         ],
         ..Reading::default()
     };
@@ -377,7 +387,23 @@ fn authentication_comes_from_the_status_word_and_the_key_id() {
             auth(AuthMode::Autokey, true),
             auth(AuthMode::SymmetricKey, false),
             None,
+            auth(AuthMode::Nts, true),
+            auth(AuthMode::Nts, false),
+            auth(AuthMode::Nts, false),
         ]
+    );
+    let families = reading.families(None);
+    assert_eq!(
+        value(&families, &super::PEER_NTS_COOKIES, &["192.0.2.50#7"]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&families, &super::PEER_NTS_COOKIES, &["192.0.2.50#8"]),
+        Some(-1.0)
+    );
+    assert_eq!(
+        find(&families, &super::PEER_NTS_COOKIES).map(|f| f.samples.len()),
+        Some(3)
     );
 }
 

@@ -221,6 +221,8 @@ fn captured_skewed_peer_reassembles_and_shows_theta() {
             jitter: Some(Millis(0.033_505)),
             dispersion: Some(Millis(937.521_521)),
             key_id: Some(0),
+            // NTPsec sends it for every association: -1 without cookies.
+            nts_cookies: Some(-1),
         }
     );
     // θ: the server 11.5 s ahead has a positive offset, in seconds.
@@ -234,6 +236,27 @@ fn captured_skewed_peer_reassembles_and_shows_theta() {
     assert_eq!(v.get("pmode"), Some("4"));
     assert_eq!(v.get("flash"), Some("0x0"));
     assert_eq!(v.get("ntscookies"), Some("-1"));
+}
+
+#[test]
+fn ntpsec_nts_and_keyed_associations_are_told_apart() {
+    // The tail of what NTPsec 1.2.2 sent for NTS associations in the lab
+    // (ntpq -c "rv &N"): one whose key establishment failed, one with its
+    // cookies; and a reference ntpd's keyed association, without
+    // ntscookies (NTPsec sends -1 for every association without cookies).
+    let failing = b"srcadr=192.0.2.13, reach=000, keyid=0,\r\n filtdelay =0.00\t0.00,\r\nflash=1400 peer_dist peer_unreach, headway=0, ntscookies=-1";
+    let p = PeerVariables::from_variables(&Variables::parse(failing));
+    assert_eq!((p.key_id, p.nts_cookies), (Some(0), Some(-1)));
+    let held = b"srcadr=192.0.2.11, keyid=0, pmode=4,\r\nflash=00 ok, headway=25, ntscookies=8";
+    let p = PeerVariables::from_variables(&Variables::parse(held));
+    assert_eq!((p.key_id, p.nts_cookies), (Some(0), Some(8)));
+    let keyed = b"srcadr=192.0.2.11, keyid=1, flash=00 ok";
+    let p = PeerVariables::from_variables(&Variables::parse(keyed));
+    assert_eq!((p.key_id, p.nts_cookies), (Some(1), None));
+    // Nonsense is no value, never a panic.
+    let bad = b"keyid=-3, ntscookies=99999999999";
+    let p = PeerVariables::from_variables(&Variables::parse(bad));
+    assert_eq!((p.key_id, p.nts_cookies), (None, None));
 }
 
 #[test]

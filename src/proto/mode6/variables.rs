@@ -414,6 +414,9 @@ pub struct PeerVariables {
     /// The key the association authenticates with (`keyid`): 0 for none,
     /// above 65535 an Autokey session key (reference ntpd).
     pub key_id: Option<u32>,
+    /// NTS cookies held (`ntscookies`, NTPsec, which sends it for every
+    /// association: −1 without any, as before or without key establishment).
+    pub nts_cookies: Option<i32>,
 }
 
 impl PeerVariables {
@@ -442,6 +445,7 @@ impl PeerVariables {
             jitter: v.millis("jitter"),
             dispersion: v.millis("dispersion"),
             key_id: v.uint("keyid").and_then(|k| u32::try_from(k).ok()),
+            nts_cookies: v.int("ntscookies").and_then(|k| i32::try_from(k).ok()),
         }
     }
 
