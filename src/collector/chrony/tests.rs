@@ -60,7 +60,12 @@ fn captured_snapshot() -> Snapshot {
             (_, Ok(Reply::SourceData(d))) => s.sources.push(d),
             (_, Ok(Reply::SourceStats(st))) => s.stats.insert(0, st),
             (_, Ok(Reply::NtpData(n))) => s.ntp_data.push(n),
-            (Request::AuthData(ip), Ok(Reply::AuthData(a))) => s.auth.push((ip, a)),
+            // The lab client's own (the NTS lab's captures come later).
+            (Request::AuthData(ip), Ok(Reply::AuthData(a)))
+                if !s.auth.iter().any(|(seen, _)| *seen == ip) =>
+            {
+                s.auth.push((ip, a));
+            }
             (_, Ok(Reply::ServerStats(st))) => {
                 let (c, _) = Monotonic::default().update(&st, None);
                 s.server = Some((st, c));
