@@ -1,6 +1,7 @@
 //! What one chrony collection costs, against `chronyc -n sources` plus
 //! `chronyc -n tracking` run as subprocesses, on a real chronyd with eight
-//! sources. A benchmark, not a test: it reports the ratio
+//! sources; and on the unix socket, which adds NTP_DATA, AUTH_DATA and
+//! SERVER_STATS, against chronyc adding `ntpdata` and `authdata`. A benchmark, not a test: it reports the ratio
 //! (docs/performance.md, "chrony collector against chronyc"). Needs root:
 //! `cargo bench --bench chrony_vs_chronyc`.
 
@@ -36,15 +37,42 @@ fn main() {
         let s = lab.chronyc(&["-n", "sources"]);
         s.lines().any(|l| l.starts_with("^*")).then_some(())
     });
-    let root = lab.root();
-    let ours = lab.client().enter(|| {
+    let socket = lab.chronyd().socket();
+    let udp = collections(&lab, None);
+    let unix = collections(&lab, Some(socket));
+    let plain = chronyc_runs(&lab, &[&["-n", "sources"], &["-n", "tracking"]]);
+    // What the socket adds: each source's NTP data and authentication.
+    let full = chronyc_runs(
+        &lab,
+        &[
+            &["-n", "sources"],
+            &["-n", "tracking"],
+            &["-n", "ntpdata"],
+            &["-n", "authdata"],
+        ],
+    );
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!(
+        "chrony collector, 8 sources, UDP: median {udp:?}; chronyc -n sources + chronyc -n tracking as subprocesses: median {plain:?}; ratio ours/chronyc {:.3}",
+        ratio(udp, plain)
+    );
+    println!(
+        "chrony collector, 8 sources, unix socket (+ NTP_DATA, AUTH_DATA, SERVER_STATS): median {unix:?}; chronyc sources, tracking, ntpdata, authdata as subprocesses: median {full:?}; ratio ours/chronyc {:.3}; socket/UDP {:.2}",
+        ratio(unix, full),
+        ratio(unix, udp)
+    );
+}
+
+/// The median of 50 collections, over UDP or on the unix socket.
+fn collections(lab: &Lab, socket: Option<std::path::PathBuf>) -> Duration {
+    let d = lab.client().enter(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         let chrony = std::sync::Arc::new(clock_exporter::testing::collector::chrony::collector(
             "127.0.0.1:323".parse().expect("addr"),
-            None,
+            socket,
             Duration::from_secs(1),
             true,
         ));
@@ -59,16 +87,22 @@ fn main() {
             })
             .collect::<Vec<_>>()
     });
-    let theirs: Vec<Duration> = (0..10)
+    median(d)
+}
+
+/// The median of 10 runs of these chronyc commands, one after the other,
+/// straight on the unix socket (no `ip netns exec`).
+fn chronyc_runs(lab: &Lab, commands: &[&[&str]]) -> Duration {
+    let root = lab.root();
+    let runs = (0..10)
         .map(|_| {
-            // chronyc straight on the unix socket (no `ip netns exec`).
             let t = Instant::now();
-            for args in [["-n", "sources"], ["-n", "tracking"]] {
+            for args in commands {
                 let out = std::process::Command::new(root.join("usr/bin/chronyc"))
                     .env("LD_LIBRARY_PATH", lab::lib_path(root))
                     .arg("-h")
                     .arg(lab.chronyd().socket())
-                    .args(args)
+                    .args(*args)
                     .output()
                     .expect("chronyc");
                 assert!(out.status.success());
@@ -76,9 +110,5 @@ fn main() {
             t.elapsed()
         })
         .collect();
-    let (ours, theirs) = (median(ours), median(theirs));
-    println!(
-        "chrony collector, 8 sources, UDP: median {ours:?}; chronyc -n sources + chronyc -n tracking as subprocesses: median {theirs:?}; ratio ours/chronyc {:.3}",
-        ours.as_secs_f64() / theirs.as_secs_f64()
-    );
+    median(runs)
 }

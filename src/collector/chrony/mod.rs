@@ -163,17 +163,14 @@ impl Adapter for Chrony {
         }
         reading.snapshot.tracking = Some(tracking);
         let via_socket = matches!(conn.endpoint(), Endpoint::Unix(_));
-        if let Err(e) = read_sources(
-            &mut client,
-            &mut reading.snapshot,
-            &mut reading.problems,
-            via_socket,
-        )
-        .await
+        if let Err(e) =
+            read_sources(&mut client, &mut reading.snapshot, &mut reading.problems).await
         {
             reading.problems.push(e.into_collect_error());
         }
-        if let Err(e) = read_auth(&mut client, &mut reading.snapshot, memory, via_socket).await {
+        if let Err(e) =
+            read_per_source(&mut client, &mut reading.snapshot, memory, via_socket).await
+        {
             reading.problems.push(e.into_collect_error());
         }
         match read_server_stats(&mut client, memory, via_socket).await {
@@ -290,67 +287,85 @@ fn ntp_sources(snapshot: &Snapshot) -> Vec<std::net::IpAddr> {
         .collect()
 }
 
-/// Asks AUTH_DATA of every NTP source, unless chronyd refused it over UDP
-/// before or does not know it (chrony before 4.0): then the sources'
-/// authentication is what NTP_DATA's flag says, or unknown.
-async fn read_auth(
+/// Asks, of every NTP source, NTP_DATA (on the socket) and AUTH_DATA, in
+/// the same batches: one round trip for both. AUTH_DATA is not asked once
+/// chronyd refused it over UDP or does not know it (chrony before 4.0):
+/// then the sources' authentication is what NTP_DATA's flag says, or
+/// unknown, and neither is a problem.
+async fn read_per_source(
     client: &mut Client<'_>,
     snapshot: &mut Snapshot,
     memory: &mut Memory,
     via_socket: bool,
 ) -> Result<(), RequestError> {
-    if memory.authdata_unknown || (!via_socket && memory.authdata_over_udp == Some(false)) {
-        return Ok(());
-    }
-    let ips = ntp_sources(snapshot);
-    for batch in ips.chunks(BATCH) {
-        let requests: Vec<Request> = batch.iter().copied().map(Request::AuthData).collect();
-        for (ip, result) in batch.iter().zip(client.ask_all(&requests).await) {
-            match result {
-                Ok(Reply::AuthData(a)) => {
+    let auth = !memory.authdata_unknown && (via_socket || memory.authdata_over_udp != Some(false));
+    let requests: Vec<Request> = ntp_sources(snapshot)
+        .into_iter()
+        .flat_map(|ip| {
+            let ntp = via_socket.then_some(Request::NtpData(ip));
+            ntp.into_iter().chain(auth.then_some(Request::AuthData(ip)))
+        })
+        .collect();
+    for batch in requests.chunks(BATCH) {
+        for (request, result) in batch.iter().zip(client.ask_all(batch).await) {
+            match (request, result) {
+                (_, Ok(Reply::NtpData(d))) => snapshot.ntp_data.push(d),
+                (Request::AuthData(ip), Ok(Reply::AuthData(a))) => {
                     memory.authdata_over_udp.get_or_insert(true);
                     snapshot.auth.push((*ip, a));
                 }
-                Ok(_) => {
-                    return Err(RequestError::Protocol(
-                        "unexpected reply to authdata".into(),
-                    ));
+                (_, Ok(_)) => {
+                    return Err(RequestError::Protocol(format!(
+                        "unexpected reply to {}",
+                        request.name()
+                    )));
                 }
-                Err(RequestError::Refused {
-                    status: Status::NoSuchSource,
-                    ..
-                }) => {}
-                Err(RequestError::Refused {
-                    status: Status::Unauthorised,
-                    ..
-                }) if !via_socket => {
+                // The source list shrank since SOURCE_DATA: skip it.
+                (
+                    _,
+                    Err(RequestError::Refused {
+                        status: Status::NoSuchSource,
+                        ..
+                    }),
+                ) => {}
+                (
+                    Request::AuthData(_),
+                    Err(RequestError::Refused {
+                        status: Status::Unauthorised,
+                        ..
+                    }),
+                ) if !via_socket => {
+                    if memory.authdata_over_udp != Some(false) {
+                        tracing::debug!(
+                            "chronyd answers authdata only on its unix socket (--collector.chrony.socket)"
+                        );
+                    }
                     memory.authdata_over_udp = Some(false);
-                    tracing::debug!(
-                        "chronyd answers authdata only on its unix socket (--collector.chrony.socket)"
-                    );
-                    return Ok(());
                 }
-                Err(RequestError::Refused {
-                    status: Status::Invalid,
-                    ..
-                }) => {
+                (
+                    Request::AuthData(_),
+                    Err(RequestError::Refused {
+                        status: Status::Invalid,
+                        ..
+                    }),
+                ) => {
+                    if !memory.authdata_unknown {
+                        tracing::debug!("chronyd does not know authdata (chrony before 4.0)");
+                    }
                     memory.authdata_unknown = true;
-                    tracing::debug!("chronyd does not know authdata (chrony before 4.0)");
-                    return Ok(());
                 }
-                Err(e) => return Err(e),
+                (_, Err(e)) => return Err(e),
             }
         }
     }
     Ok(())
 }
 
-/// Reads every source, its statistics, and with the socket its NTP data.
+/// Reads every source and its statistics.
 async fn read_sources(
     client: &mut Client<'_>,
     snapshot: &mut Snapshot,
     problems: &mut Vec<CollectError>,
-    via_socket: bool,
 ) -> Result<(), RequestError> {
     let Reply::NSources(n) = client.ask(Request::NSources).await? else {
         return Err(RequestError::Protocol("unexpected reply to sources".into()));
@@ -378,27 +393,6 @@ async fn read_sources(
                     ..
                 }) => {}
                 Err(e) => return Err(e),
-            }
-        }
-    }
-    if via_socket {
-        let requests: Vec<Request> = ntp_sources(snapshot)
-            .into_iter()
-            .map(Request::NtpData)
-            .collect();
-        for batch in requests.chunks(BATCH) {
-            for result in client.ask_all(batch).await {
-                match result {
-                    Ok(Reply::NtpData(d)) => snapshot.ntp_data.push(d),
-                    Ok(_) => {
-                        return Err(RequestError::Protocol("unexpected reply to ntpdata".into()));
-                    }
-                    Err(RequestError::Refused {
-                        status: Status::NoSuchSource,
-                        ..
-                    }) => {}
-                    Err(e) => return Err(e),
-                }
             }
         }
     }
