@@ -9,9 +9,10 @@
 //! delay, dispersion, what the source announces), AUTH_DATA (how each source
 //! is authenticated, and its NTS state) and SERVER_STATS (is this host a time
 //! server?). AUTH_DATA is asked over UDP once too (chrony 4.7 answers it
-//! there with `opencommands`); a refusal is remembered, not reported. Requests go in batches on a channel of
-//! [`crate::sys::cmdmon`], each with its own sequence number; replies to
-//! other sequence numbers are skipped ([`client`]). The whole query runs
+//! there with `opencommands`); a refusal is remembered, not reported.
+//! Requests go in batches on a channel of [`crate::sys::cmdmon`], each with
+//! its own sequence number; replies to other sequence numbers are skipped
+//! ([`client`]). The whole query runs
 //! under `--collector.chrony.timeout`. The replies become the shared model
 //! in [`report`], a pure function tested with captured datagrams.
 
