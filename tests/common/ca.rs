@@ -1,6 +1,7 @@
 //! A certificate authority made on the spot (rcgen), and leaves it signs:
 //! for the web configuration's unit tests (`src/http/web_config/tests.rs`),
-//! `tests/web_config.rs` and `scripts/bench --tls`, which each include
+//! the lab (`tests/lab/mod.rs`: its NTS servers' certificates, and through
+//! it `tests/web_config.rs`) and `scripts/bench --tls`, which each include
 //! this file.
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
