@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,14 +82,22 @@ fn the_package_holds_what_it_should_and_its_unit_is_hardened_and_serves() {
     tool(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
     check_generated(&root);
     check_unit(&root);
-    // lintian: no errors.
-    let (_, lint) = common::run(
-        Command::new("lintian")
-            .arg("--no-tag-display-limit")
-            .arg(&deb),
+    // lintian: no errors. It exits 1 on errors and 2 when it fails itself,
+    // so a lintian that could not check the package does not pass as clean.
+    let out = Command::new("lintian")
+        .arg("--no-tag-display-limit")
+        .arg(&deb)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run lintian");
+    let lint = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
     let errors: Vec<&str> = lint.lines().filter(|l| l.starts_with("E: ")).collect();
     assert!(errors.is_empty(), "lintian:\n{lint}");
+    assert_eq!(out.status.code(), Some(0), "lintian:\n{lint}");
     check_serves(&root, dir.path());
 }
 
@@ -180,6 +188,46 @@ fn check_unit(root: &Path) {
             .arg("/lib/systemd/system/clock-exporter.service"),
     );
     assert!(!verify.contains("clock-exporter"), "{verify}");
+    // The chrony socket drop-in, installed where the docs say, verifies too.
+    let dropins = root.join("etc/systemd/system/clock-exporter.service.d");
+    std::fs::create_dir_all(&dropins).expect("mkdir");
+    std::fs::copy(
+        root.join("usr/share/doc/clock-exporter/examples/chrony-socket.conf"),
+        dropins.join("chrony-socket.conf"),
+    )
+    .expect("copy drop-in");
+    let verify = tool(
+        systemd_analyze()
+            .args(["verify", "--man=no"])
+            .arg(format!("--root={}", root.display()))
+            .arg("/lib/systemd/system/clock-exporter.service"),
+    );
+    assert!(
+        !verify.contains("clock-exporter") && !verify.contains("chrony-socket"),
+        "{verify}"
+    );
+    std::fs::remove_dir_all(&dropins).expect("rm drop-in");
+
+    // The settings that would break a collector are not there (each one's
+    // reason is in docs/packaging.md and the unit's comments).
+    let unit = std::fs::read_to_string(units.join("clock-exporter.service")).expect("read");
+    let settings: Vec<&str> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    for broken in [
+        "ProtectClock=",
+        "ProtectKernelLogs=",
+        "PrivateDevices=",
+        "ProcSubset=",
+        "PrivateUsers=",
+    ] {
+        assert!(
+            !settings.iter().any(|l| l.starts_with(broken)),
+            "the unit sets {broken}, which breaks a collector"
+        );
+    }
 
     let security = tool(
         systemd_analyze()
@@ -193,8 +241,20 @@ fn check_unit(root: &Path) {
         .and_then(|(_, v)| v.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level:\n{security}"));
     assert!(exposure <= MAX_EXPOSURE, "exposure {exposure}:\n{security}");
-    // Every setting still marked ✗ is justified in docs/packaging.md.
+    // The score the docs and the README give is this one.
     let doc = std::fs::read_to_string(common::repo().join("docs/packaging.md")).expect("read");
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).expect("read");
+    assert!(
+        doc.contains(&format!("scores it **{exposure:.1}**")),
+        "docs/packaging.md does not give the score {exposure:.1}"
+    );
+    assert!(
+        readme.contains(&format!(
+            "`systemd-analyze security` exposure {exposure:.1}"
+        )),
+        "README.md does not give the score {exposure:.1}"
+    );
+    // Every setting still marked ✗ is justified in docs/packaging.md.
     for line in security.lines().filter(|l| l.trim_start().starts_with('✗')) {
         let setting = line
             .trim_start()
@@ -209,13 +269,22 @@ fn check_unit(root: &Path) {
     }
 }
 
-/// The packaged binary, with the unit's `ExecStart` and the defaults' `ARGS`.
+/// The packaged binary, with the unit's `ExecStart` and the defaults' `ARGS`,
+/// run under `strace`: every system call it makes while starting and
+/// serving must be one the unit's `SystemCallFilter=` lets through (this
+/// machine has no systemd as PID 1 to apply the filter itself).
 fn check_serves(root: &Path, dir: &Path) {
     let units = root.join("lib/systemd/system");
     let version = env!("CARGO_PKG_VERSION");
-    // The packaged binary, started with the unit's ExecStart and the
-    // defaults file's ARGS, on a loopback port.
     let unit = std::fs::read_to_string(units.join("clock-exporter.service")).expect("read");
+    let allowed = allowed_syscalls(&unit);
+    assert!(
+        allowed.contains("clock_adjtime")
+            && allowed.contains("read")
+            && !allowed.contains("setuid")
+            && !allowed.contains("clock_settime"),
+        "the filter as read: {allowed:?}"
+    );
     let exec = unit
         .lines()
         .find_map(|l| l.strip_prefix("ExecStart="))
@@ -230,7 +299,11 @@ fn check_serves(root: &Path, dir: &Path) {
             .arg(&defaults),
     );
     let port = free_port();
-    let mut cmd = Command::new(root.join("usr/bin/clock_exporter"));
+    let trace = dir.join("strace.out");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg(root.join("usr/bin/clock_exporter"));
     for w in words {
         if w == "$ARGS" {
             cmd.args(args.split_whitespace());
@@ -240,20 +313,34 @@ fn check_serves(root: &Path, dir: &Path) {
     }
     cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent");
-    let mut proc = Proc::spawn(cmd, dir.join("exporter.log"), "packaged clock_exporter");
+    let mut traced = Traced {
+        strace: Proc::spawn(
+            cmd,
+            dir.join("exporter.log"),
+            "packaged clock_exporter under strace",
+        ),
+    };
     let addr = format!("127.0.0.1:{port}");
     let body = wait_for(
         "the packaged exporter serving",
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         || {
-            proc.assert_running();
+            traced.strace.assert_running();
             match http_get(&addr, "/metrics", None) {
                 Ok((200, body)) => Some(body),
                 _ => None,
             }
         },
     );
+    // A second scrape, and the landing page (a scrape and the verdict).
+    assert_eq!(
+        http_get(&addr, "/metrics", None).map(|r| r.0).ok(),
+        Some(200)
+    );
+    assert_eq!(http_get(&addr, "/", None).map(|r| r.0).ok(), Some(200));
     assert!(body.contains("clock_time_seconds "), "{body}");
+    // adjtimex answered (under the unit it must be allowed, checked below).
+    assert!(body.contains("clock_timex_sync_status "), "{body}");
     assert!(
         body.contains(&format!("version=\"{version}\"")),
         "{}",
@@ -262,8 +349,145 @@ fn check_serves(root: &Path, dir: &Path) {
             .unwrap_or("")
     );
     let mut log = String::new();
-    std::fs::File::open(&proc.log)
+    std::fs::File::open(&traced.strace.log)
         .and_then(|mut f| f.read_to_string(&mut log))
         .expect("log");
     assert!(log.contains("clock_exporter started"), "{log}");
+    drop(traced);
+
+    let trace = std::fs::read_to_string(&trace).expect("strace output");
+    let made = syscalls_made(&trace);
+    // glibc's adjtimex() is clock_adjtime(CLOCK_REALTIME) on x86_64.
+    assert!(
+        (made.contains("clock_adjtime") || made.contains("adjtimex")) && made.contains("accept4"),
+        "{made:?}"
+    );
+    let refused: Vec<&String> = made.iter().filter(|c| !allowed.contains(*c)).collect();
+    assert!(
+        refused.is_empty(),
+        "the unit's SystemCallFilter= would refuse {refused:?} (EPERM) to the exporter"
+    );
+}
+
+/// The exporter under strace, stopped on drop: the exporter first (a
+/// tracer killed first would leave its tracee running, detached), then
+/// strace, which ends when its tracee does.
+struct Traced {
+    strace: Proc,
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        let children = format!("/proc/{0}/task/{0}/children", self.strace.child.id());
+        for pid in std::fs::read_to_string(children)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = wait_for_exit(&mut self.strace);
+    }
+}
+
+/// Waits up to 10 s for strace to end by itself once its tracee is gone.
+fn wait_for_exit(p: &mut Proc) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if matches!(p.child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The system calls named in `strace -f` output.
+fn syscalls_made(trace: &str) -> BTreeSet<String> {
+    trace
+        .lines()
+        .filter_map(|l| {
+            // "PID name(args…", or "PID <... name resumed>…".
+            let rest = l.split_once(' ')?.1.trim_start();
+            let rest = rest.strip_prefix("<... ").unwrap_or(rest);
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let after = &rest[name.len()..];
+            (!name.is_empty() && (after.starts_with('(') || after.starts_with(" resumed")))
+                .then_some(name)
+        })
+        .collect()
+}
+
+/// The system calls the unit's `SystemCallFilter=` lines let through, as
+/// systemd reads them: the first line an allow list, each later one adding
+/// its calls or, with `~`, taking them away, in order; groups expanded
+/// from the lab's `systemd-analyze syscall-filter`.
+fn allowed_syscalls(unit: &str) -> BTreeSet<String> {
+    let listing = tool(systemd_analyze().args(["syscall-filter", "--no-pager"]));
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in listing.lines() {
+        if line.starts_with('@') {
+            let name = line.trim().to_owned();
+            groups.entry(name.clone()).or_default();
+            current = Some(name);
+            continue;
+        }
+        let entry = line.trim();
+        if entry.is_empty() || entry.starts_with('#') {
+            continue;
+        }
+        if let Some(g) = &current {
+            groups.get_mut(g).expect("group").push(entry.to_owned());
+        }
+    }
+    assert!(
+        groups
+            .get("@clock")
+            .is_some_and(|c| c.iter().any(|e| e == "adjtimex")),
+        "systemd-analyze syscall-filter as read: {groups:?}"
+    );
+    let mut allowed = BTreeSet::new();
+    let lines: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("SystemCallFilter="))
+        .collect();
+    assert!(
+        lines.first().is_some_and(|l| !l.starts_with('~')),
+        "the unit's filter is not an allow list: {lines:?}"
+    );
+    for line in lines {
+        let (deny, list) = match line.strip_prefix('~') {
+            Some(l) => (true, l),
+            None => (false, line),
+        };
+        let mut calls = BTreeSet::new();
+        for word in list.split_whitespace() {
+            expand(word, &groups, &mut calls);
+        }
+        if deny {
+            allowed.retain(|c| !calls.contains(c));
+        } else {
+            allowed.extend(calls);
+        }
+    }
+    allowed
+}
+
+/// The system calls of a filter word: a group's, recursively, or itself.
+fn expand(name: &str, groups: &BTreeMap<String, Vec<String>>, out: &mut BTreeSet<String>) {
+    if let Some(members) = groups.get(name) {
+        for m in members {
+            expand(m, groups, out);
+        }
+    } else {
+        assert!(!name.starts_with('@'), "unknown group {name}");
+        out.insert(name.to_owned());
+    }
 }
