@@ -45,10 +45,14 @@ fn to_json(y: &Yaml) -> Value {
 
 /// `kubectl kustomize` of one kustomization: its YAML and its objects.
 fn render(kustomization: &str) -> (String, Vec<Value>) {
-    let dir = common::repo().join("deploy/kubernetes").join(kustomization);
+    render_dir(&common::repo().join("deploy/kubernetes").join(kustomization))
+}
+
+fn render_dir(dir: &std::path::Path) -> (String, Vec<Value>) {
+    let kustomization = dir.display();
     let out = Command::new("kubectl")
         .arg("kustomize")
-        .arg(&dir)
+        .arg(dir)
         .output()
         .expect("kubectl runs (scripts/lab-fetch installs it)");
     assert!(
@@ -68,6 +72,43 @@ fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind}"))
 }
 
+/// A user's own kustomization in `dir`: the base with every component, as
+/// docs/kubernetes.md shows (kustomize wants the paths relative).
+fn all_components(dir: &std::path::Path) -> std::path::PathBuf {
+    let up = "../".repeat(dir.components().count() - 1);
+    let deploy = format!(
+        "{up}{}",
+        common::repo()
+            .join("deploy/kubernetes")
+            .display()
+            .to_string()
+            .trim_start_matches('/')
+    );
+    let k = dir.join("all");
+    std::fs::create_dir_all(&k).expect("mkdir");
+    let up = format!("../{deploy}");
+    std::fs::write(
+        k.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {up}/base\ncomponents:\n  - {up}/components/chrony-socket\n  - {up}/components/kernel-log\n  - {up}/components/release-label\n"
+        ),
+    )
+    .expect("write");
+    k
+}
+
+/// Whether a collector is on with these flags: on by default, the last
+/// of `--collector.NAME` and `--no-collector.NAME` wins, as the exporter
+/// reads them (cli.rs tests that).
+fn collector_on(args: &[&str], name: &str) -> bool {
+    let on = format!("--collector.{name}");
+    let off = format!("--no-collector.{name}");
+    args.iter()
+        .rev()
+        .find(|a| **a == on || **a == off)
+        .is_none_or(|a| *a == on)
+}
+
 fn args(daemonset: &Value) -> Vec<&str> {
     daemonset["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
@@ -82,8 +123,19 @@ fn args(daemonset: &Value) -> Vec<&str> {
 fn every_kustomization_renders_and_validates_offline() {
     let root = common::lab_root();
     let dir = common::TempDir::new("kubernetes");
-    for k in KUSTOMIZATIONS {
-        let (_, objects) = render(k);
+    let combined = all_components(dir.path());
+    let mut kustomizations: Vec<(String, std::path::PathBuf)> = KUSTOMIZATIONS
+        .iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                common::repo().join("deploy/kubernetes").join(k),
+            )
+        })
+        .collect();
+    kustomizations.push(("base with every component".to_owned(), combined));
+    for (k, path) in &kustomizations {
+        let (_, objects) = render_dir(path);
         let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
         assert_eq!(
             kinds
@@ -163,25 +215,61 @@ fn the_daemonset_keeps_its_promises() {
             assert!(help.contains(name), "{k}: {name} is not a flag");
         }
     }
+    assert!(!collector_on(&a, "kmsg") && !collector_on(&a, "ptp_kvm"));
+    assert!(collector_on(&a, "timex") && collector_on(&a, "chrony"));
     // The kernel-log overlay turns the two collectors on, privileged.
     let (_, kernel) = render("overlays/kernel-log");
-    let ds = find(&kernel, "DaemonSet");
-    let a = args(ds);
-    assert!(
-        !a.iter()
-            .any(|f| f.contains("kmsg") || f.contains("ptp_kvm")),
-        "{a:?}"
-    );
-    assert_eq!(
-        ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"],
-        true
-    );
+    check_kernel_log(find(&kernel, "DaemonSet"));
     // The chrony overlay mounts the socket directory and uses it.
     let (_, chrony) = render("overlays/chrony-socket");
     let ds = find(&chrony, "DaemonSet");
+    check_chrony_socket(ds);
+    assert!(!collector_on(&args(ds), "kmsg"), "chrony-socket alone");
+    // Every component at once: each keeps what it does, and the release
+    // label reaches the two objects kube-prometheus-stack selects by it.
+    let dir = common::TempDir::new("kubernetes-all");
+    let (_, all) = render_dir(&all_components(dir.path()));
+    let ds = find(&all, "DaemonSet");
+    check_kernel_log(ds);
+    check_chrony_socket(ds);
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
+        assert_eq!(
+            find(&all, kind)["metadata"]["labels"]["release"],
+            "kube-prometheus-stack",
+            "{kind}"
+        );
+    }
+    assert!(
+        find(&all, "DaemonSet")["metadata"]["labels"]["release"].is_null(),
+        "the label is for the operator's objects"
+    );
+}
+
+fn check_kernel_log(ds: &Value) {
+    let a = args(ds);
+    assert!(
+        collector_on(&a, "kmsg") && collector_on(&a, "ptp_kvm"),
+        "{a:?}"
+    );
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["containers"][0]["securityContext"]["privileged"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 0);
+    // The rest of the base stays: the host's /proc and /sys, and timesyncd
+    // off.
+    assert!(a.contains(&"--path.procfs=/host/proc"), "{a:?}");
+    assert!(!collector_on(&a, "timesyncd"), "{a:?}");
+}
+
+fn check_chrony_socket(ds: &Value) {
     assert!(args(ds).contains(&"--collector.chrony.socket=/run/chrony/chronyd.sock"));
-    let mounts = ds["spec"]["template"]["spec"]["containers"][0]["volumeMounts"].to_string();
+    let pod = &ds["spec"]["template"]["spec"];
+    let mounts = pod["containers"][0]["volumeMounts"].to_string();
     assert!(mounts.contains("/run/chrony"), "{mounts}");
+    assert!(
+        pod["securityContext"]["supplementalGroups"].is_array(),
+        "{}",
+        pod["securityContext"]
+    );
 }
 
 /// The groups of the rule files, in order, as JSON.
