@@ -39,24 +39,37 @@ pub fn parse_basic(header: &[u8]) -> Option<(String, Vec<u8>)> {
     Some((user, decoded[colon + 1..].to_vec()))
 }
 
+/// A password as the cache holds it: its length, then its bytes, padded
+/// with zeros to [`MAX_PASSWORD_BYTES`], so that every comparison reads
+/// the same number of bytes whatever the lengths (a length compared first
+/// would tell a timing observer how long a cached password is).
+type Padded = [u8; MAX_PASSWORD_BYTES + 1];
+
+fn padded(password: &[u8]) -> Padded {
+    let mut p = [0; MAX_PASSWORD_BYTES + 1];
+    let n = password.len().min(MAX_PASSWORD_BYTES);
+    p[0] = n as u8;
+    p[1..=n].copy_from_slice(&password[..n]);
+    p
+}
+
 #[derive(Default)]
 struct Seen {
-    right: VecDeque<Vec<u8>>,
-    wrong: VecDeque<Vec<u8>>,
+    right: VecDeque<Padded>,
+    wrong: VecDeque<Padded>,
 }
 
-fn holds(list: &VecDeque<Vec<u8>>, password: &[u8]) -> bool {
+fn holds(list: &VecDeque<Padded>, password: &Padded) -> bool {
     // Every entry is compared, whatever matches, each in constant time.
-    list.iter().fold(false, |found, p| {
-        found | (p.len() == password.len() && bool::from(p.as_slice().ct_eq(password)))
-    })
+    list.iter()
+        .fold(false, |found, p| found | bool::from(p.ct_eq(password)))
 }
 
-fn remember(list: &mut VecDeque<Vec<u8>>, password: &[u8]) {
+fn remember(list: &mut VecDeque<Padded>, password: Padded) {
     if list.len() >= PER_USER {
         list.pop_front();
     }
-    list.push_back(password.to_vec());
+    list.push_back(password);
 }
 
 /// Checks credentials against one version of `basic_auth_users`.
@@ -116,11 +129,12 @@ impl Authenticator {
         let known = self.users.get(user);
         let hash = known.unwrap_or(&self.decoy).clone();
         let key = (user.to_owned(), hash.clone());
+        let cached = padded(password);
         {
             let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(s) = seen.get(&key) {
-                let right = holds(&s.right, password);
-                let wrong = holds(&s.wrong, password);
+                let right = holds(&s.right, &cached);
+                let wrong = holds(&s.wrong, &cached);
                 if right || wrong {
                     return right && known.is_some();
                 }
@@ -142,10 +156,31 @@ impl Authenticator {
         }
         let s = seen.entry(key).or_default();
         if ok {
-            remember(&mut s.right, password);
+            remember(&mut s.right, cached);
         } else {
-            remember(&mut s.wrong, password);
+            remember(&mut s.wrong, cached);
         }
         ok && known.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_passwords_differ_by_length_and_bytes_alone() {
+        let list: VecDeque<Padded> = [padded(b"pw"), padded(b"")].into();
+        assert!(holds(&list, &padded(b"pw")));
+        assert!(holds(&list, &padded(b"")));
+        // A zero byte more is another password, though padding is zeros.
+        assert!(!holds(&list, &padded(b"pw\0")));
+        assert!(!holds(&list, &padded(b"p")));
+        assert!(!holds(&list, &padded(b"pW")));
+        let longest = [b'x'; MAX_PASSWORD_BYTES];
+        let p = padded(&longest);
+        assert_eq!(usize::from(p[0]), MAX_PASSWORD_BYTES);
+        assert!(holds(&[p].into(), &padded(&longest)));
+        assert!(!holds(&[p].into(), &padded(&longest[1..])));
     }
 }

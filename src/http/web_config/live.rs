@@ -90,15 +90,23 @@ fn pem(
 /// Reads and checks the file at `path` and what it names, and the
 /// versions of those files. The users' authenticator (and so its cache of
 /// checked passwords) is kept from `previous` when the users did not change.
-fn load(path: &Path, previous: Option<&Active>) -> (Stamp, Result<Active, ConfigError>) {
+/// Loads `path`; on a reload, `previous` is the version in force and
+/// `http2` the setting fixed at start, which the TLS configuration's ALPN
+/// keeps offering whatever the file now says.
+fn load(
+    path: &Path,
+    previous: Option<&Active>,
+    http2: Option<bool>,
+) -> (Stamp, Result<Active, ConfigError>) {
     let mut stamp = Vec::new();
-    let active = load_into(path, previous, &mut stamp);
+    let active = load_into(path, previous, http2, &mut stamp);
     (Stamp(stamp), active)
 }
 
 fn load_into(
     path: &Path,
     previous: Option<&Active>,
+    http2: Option<bool>,
     stamp: &mut Vec<(PathBuf, Option<FileVersion>)>,
 ) -> Result<Active, ConfigError> {
     let text = read(path, "", MAX_FILE_BYTES as u64, stamp)?;
@@ -116,7 +124,7 @@ fn load_into(
                     .map(|c| pem(c, "tls_server_config.client_ca_file", stamp))
                     .transpose()?,
             };
-            let config = tls::server_config(t, &pems, parsed.http2)?;
+            let config = tls::server_config(t, &pems, http2.unwrap_or(parsed.http2))?;
             let require_cert = t.allowed_sans.is_some()
                 && matches!(
                     t.client_auth,
@@ -251,7 +259,7 @@ impl Security {
     /// Loads and checks `path` (blocking: files are read, and bcrypt
     /// hashes the decoy password once). The error names the key at fault.
     pub fn load(path: &Path) -> Result<Security, String> {
-        let (stamp, active) = load(path, None);
+        let (stamp, active) = load(path, None, None);
         let active = active.map_err(|e| format!("--web.config.file {}: {e}", path.display()))?;
         let rate_limit = active.file.rate_limit;
         Ok(Security {
@@ -296,7 +304,7 @@ impl Security {
             return false;
         }
         let previous = self.current();
-        let (stamp, loaded) = load(path, Some(&previous));
+        let (stamp, loaded) = load(path, Some(&previous), Some(self.http2));
         // Remembered even when the load failed: the error is logged once,
         // and the next change is tried again.
         *self.stamp.lock().unwrap_or_else(PoisonError::into_inner) = stamp;
@@ -404,6 +412,19 @@ mod tests {
             HeaderValue::from_str(&format!("Basic {v}")).expect("header"),
         );
         h
+    }
+
+    /// A self-signed certificate for localhost and its key, written to
+    /// `s.crt` and `s.key` in `dir`; the certificate's PEM.
+    fn self_signed(dir: &Path) -> String {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        std::fs::write(dir.join("s.crt"), cert.pem()).expect("write");
+        std::fs::write(dir.join("s.key"), key.serialize_pem()).expect("write");
+        cert.pem()
     }
 
     /// Replaces a file by a rename, as editors and config managers do.
@@ -544,13 +565,7 @@ mod tests {
         );
 
         // Turning TLS on needs a restart.
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-            .expect("params")
-            .self_signed(&key)
-            .expect("cert");
-        std::fs::write(dir.path().join("s.crt"), cert.pem()).expect("write");
-        std::fs::write(dir.path().join("s.key"), key.serialize_pem()).expect("write");
+        let cert = self_signed(dir.path());
         replace(
             &path,
             "tls_server_config:\n  cert_file: s.crt\n  key_file: s.key\n",
@@ -563,8 +578,75 @@ mod tests {
         // A certificate file that changes is seen.
         std::fs::write(dir.path().join("s.crt"), "junk").expect("write");
         assert!(!tls.reload_if_changed(), "junk is not taken");
-        std::fs::write(dir.path().join("s.crt"), cert.pem()).expect("write");
+        std::fs::write(dir.path().join("s.crt"), &cert).expect("write");
         assert!(tls.reload_if_changed(), "the good certificate again");
+    }
+
+    #[tokio::test]
+    async fn http2_and_rate_limit_stay_as_at_start_while_the_rest_reloads() {
+        let dir = TestDir::new("live-fixed");
+        let path = dir.path().join("web.yml");
+        let file = |user: &str, burst: u32, http2: bool| {
+            format!(
+                "basic_auth_users:\n  {user}: {}\nrate_limit:\n  interval: 1h\n  burst: {burst}\nhttp_server_config:\n  http2: {http2}\n",
+                hash("pw")
+            )
+        };
+        replace(&path, &file("alice", 2, true));
+        let s = Security::load(&path).expect("loads");
+        assert!(s.http2());
+
+        // A new user, a larger burst and http2 off: the user is taken, the
+        // other two wait for a restart.
+        replace(&path, &file("bob", 100, false));
+        assert!(s.reload_if_changed(), "the rest of the file is taken");
+        let a = s.current();
+        assert!(
+            !a.file.http2,
+            "the version in force says what the file says"
+        );
+        assert!(s.http2(), "but the server goes on offering HTTP/2");
+        assert_eq!(s.admit(&a, &basic("bob", "pw")).await, Verdict::In);
+        assert_eq!(
+            s.admit(&a, &basic("alice", "pw")).await,
+            Verdict::Unauthorized
+        );
+        // Two tokens were spent: the burst of 2 from the start holds.
+        assert_eq!(s.admit(&a, &basic("bob", "pw")).await, Verdict::Limited);
+
+        // A restart takes both.
+        let restarted = Security::load(&path).expect("loads");
+        assert!(!restarted.http2());
+        let a = restarted.current();
+        for _ in 0..3 {
+            assert_eq!(restarted.admit(&a, &basic("bob", "pw")).await, Verdict::In);
+        }
+
+        // Over TLS, HTTP/2 is offered by ALPN: a reloaded certificate keeps
+        // the offer made at start.
+        self_signed(dir.path());
+        let tls = |http2: bool| {
+            format!(
+                "tls_server_config:\n  cert_file: s.crt\n  key_file: s.key\nhttp_server_config:\n  http2: {http2}\n"
+            )
+        };
+        let alpn = |s: &Security| {
+            s.current()
+                .acceptor
+                .as_ref()
+                .expect("TLS")
+                .config()
+                .alpn_protocols
+                .clone()
+        };
+        replace(&path, &tls(true));
+        let s = Security::load(&path).expect("loads");
+        assert!(alpn(&s).contains(&b"h2".to_vec()));
+        replace(&path, &tls(false));
+        assert!(s.reload_if_changed());
+        assert!(alpn(&s).contains(&b"h2".to_vec()), "{:?}", alpn(&s));
+        let restarted = Security::load(&path).expect("loads");
+        assert_eq!(alpn(&restarted), [b"http/1.1".to_vec()]);
     }
 
     #[test]
