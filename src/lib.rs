@@ -22,7 +22,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 pub use crate::cli::{Cli, LogFormat, LogLevel};
 use crate::collector::Context;
@@ -76,21 +77,33 @@ fn parse_args_from(mut args: Vec<std::ffi::OsString>) -> (Cli, clap::ArgMatches)
 /// Installs the global logger on stderr.
 pub fn init_logging(level: LogLevel, format: LogFormat) {
     let level = match level {
-        LogLevel::Error => "error",
-        LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
-        LogLevel::Debug => "debug",
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
     };
-    let filter = EnvFilter::new(format!("{level},hyper=warn,h2=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // hyper's and h2's own debug lines are noise to an operator. A target
+    // filter, not an EnvFilter: that one compiles regular expressions at
+    // start, which costs memory and a larger binary for nothing here.
+    let filter = Targets::new()
+        .with_default(level)
+        .with_target("hyper", LevelFilter::WARN)
+        .with_target("h2", LevelFilter::WARN);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false);
+    let registry = tracing_subscriber::registry();
     let result = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Logfmt => builder
-            .event_format(tracing_logfmt::EventsFormatter::default())
-            .fmt_fields(tracing_logfmt::FieldsFormatter::default())
+        LogFormat::Json => registry
+            .with(layer.json().flatten_event(true).with_filter(filter))
+            .try_init(),
+        LogFormat::Logfmt => registry
+            .with(
+                layer
+                    .event_format(tracing_logfmt::EventsFormatter::default())
+                    .fmt_fields(tracing_logfmt::FieldsFormatter::default())
+                    .with_filter(filter),
+            )
             .try_init(),
     };
     if let Err(e) = result {
