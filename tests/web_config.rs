@@ -656,6 +656,14 @@ fn handshakes_are_bounded_shed_and_their_failures_logged_sparingly() {
         lines.iter().any(counts_the_burst).then_some(lines)
     });
     assert!(lines.len() <= 4, "{lines:#?}");
+    // At debug: a client's broken handshake is no operator's warning.
+    assert!(
+        handshake_lines()
+            .iter()
+            .all(|l| l.contains(" level=debug ")),
+        "{:#?}",
+        handshake_lines()
+    );
     // Still serving.
     assert_eq!(curl(&server, "/metrics", &["--cacert", ca]).status, 200);
 }
