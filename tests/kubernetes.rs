@@ -43,9 +43,14 @@ fn to_json(y: &Yaml) -> Value {
     }
 }
 
+/// A directory of `deploy/kubernetes/`.
+fn deploy(path: &str) -> std::path::PathBuf {
+    common::repo().join("deploy/kubernetes").join(path)
+}
+
 /// `kubectl kustomize` of one kustomization: its YAML and its objects.
 fn render(kustomization: &str) -> (String, Vec<Value>) {
-    render_dir(&common::repo().join("deploy/kubernetes").join(kustomization))
+    render_dir(&deploy(kustomization))
 }
 
 fn render_dir(dir: &std::path::Path) -> (String, Vec<Value>) {
@@ -75,18 +80,15 @@ fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
 /// A user's own kustomization in `dir`: the base with every component, as
 /// docs/kubernetes.md shows (kustomize wants the paths relative).
 fn all_components(dir: &std::path::Path) -> std::path::PathBuf {
-    let up = "../".repeat(dir.components().count() - 1);
-    let deploy = format!(
-        "{up}{}",
-        common::repo()
-            .join("deploy/kubernetes")
-            .display()
-            .to_string()
-            .trim_start_matches('/')
-    );
     let k = dir.join("all");
     std::fs::create_dir_all(&k).expect("mkdir");
-    let up = format!("../{deploy}");
+    // From k up to / (its components less the root), then down.
+    let up = format!(
+        "{}{}",
+        "../".repeat(k.components().count() - 1),
+        deploy("").display().to_string().trim_start_matches('/')
+    );
+    let up = up.trim_end_matches('/');
     std::fs::write(
         k.join("kustomization.yaml"),
         format!(
@@ -126,12 +128,7 @@ fn every_kustomization_renders_and_validates_offline() {
     let combined = all_components(dir.path());
     let mut kustomizations: Vec<(String, std::path::PathBuf)> = KUSTOMIZATIONS
         .iter()
-        .map(|k| {
-            (
-                k.to_string(),
-                common::repo().join("deploy/kubernetes").join(k),
-            )
-        })
+        .map(|k| (k.to_string(), deploy(k)))
         .collect();
     kustomizations.push(("base with every component".to_owned(), combined));
     for (k, path) in &kustomizations {

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -84,20 +83,14 @@ fn the_package_holds_what_it_should_and_its_unit_is_hardened_and_serves() {
     check_unit(&root);
     // lintian: no errors. It exits 1 on errors and 2 when it fails itself,
     // so a lintian that could not check the package does not pass as clean.
-    let out = Command::new("lintian")
-        .arg("--no-tag-display-limit")
-        .arg(&deb)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run lintian");
-    let lint = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (status, lint) = common::run_status(
+        Command::new("lintian")
+            .arg("--no-tag-display-limit")
+            .arg(&deb),
     );
     let errors: Vec<&str> = lint.lines().filter(|l| l.starts_with("E: ")).collect();
     assert!(errors.is_empty(), "lintian:\n{lint}");
-    assert_eq!(out.status.code(), Some(0), "lintian:\n{lint}");
+    assert_eq!(status.code(), Some(0), "lintian:\n{lint}");
     check_serves(&root, dir.path());
 }
 
@@ -168,6 +161,17 @@ fn check_generated(root: &Path) {
     }
 }
 
+/// `systemd-analyze verify` of the unit in the package's root (so
+/// ExecStart's binary is the packaged one), with whatever drop-ins are there.
+fn verify_unit(root: &Path) -> String {
+    tool(
+        systemd_analyze()
+            .args(["verify", "--man=no"])
+            .arg(format!("--root={}", root.display()))
+            .arg("/lib/systemd/system/clock-exporter.service"),
+    )
+}
+
 /// `systemd-analyze verify` and `security --offline`.
 fn check_unit(root: &Path) {
     // The unit: verified against the lab's systemd units, in the package's
@@ -181,12 +185,7 @@ fn check_unit(root: &Path) {
             std::fs::copy(e.path(), to).expect("copy unit");
         }
     }
-    let verify = tool(
-        systemd_analyze()
-            .args(["verify", "--man=no"])
-            .arg(format!("--root={}", root.display()))
-            .arg("/lib/systemd/system/clock-exporter.service"),
-    );
+    let verify = verify_unit(root);
     assert!(!verify.contains("clock-exporter"), "{verify}");
     // The chrony socket drop-in, installed where the docs say, verifies too.
     let dropins = root.join("etc/systemd/system/clock-exporter.service.d");
@@ -196,12 +195,7 @@ fn check_unit(root: &Path) {
         dropins.join("chrony-socket.conf"),
     )
     .expect("copy drop-in");
-    let verify = tool(
-        systemd_analyze()
-            .args(["verify", "--man=no"])
-            .arg(format!("--root={}", root.display()))
-            .arg("/lib/systemd/system/clock-exporter.service"),
-    );
+    let verify = verify_unit(root);
     assert!(
         !verify.contains("clock-exporter") && !verify.contains("chrony-socket"),
         "{verify}"
@@ -348,10 +342,7 @@ fn check_serves(root: &Path, dir: &Path) {
             .find(|l| l.contains("build_info"))
             .unwrap_or("")
     );
-    let mut log = String::new();
-    std::fs::File::open(&traced.strace.log)
-        .and_then(|mut f| f.read_to_string(&mut log))
-        .expect("log");
+    let log = traced.strace.log_text();
     assert!(log.contains("clock_exporter started"), "{log}");
     drop(traced);
 

@@ -332,19 +332,13 @@ fn client_certificates_by_policy_ca_and_name() {
 /// `openssl s_client` at one protocol version: whether the handshake
 /// completed at that version.
 fn handshake(port: u16, version: &str) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(["s_client", "-connect"])
-        .arg(format!("127.0.0.1:{port}"))
-        // OpenSSL 3 refuses below TLS 1.2 at its default security level;
-        // level 0 makes a refusal the server's.
-        .args([version, "-cipher", "DEFAULT:@SECLEVEL=0"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl runs (scripts/lab-fetch installs it)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = common::run(
+        Command::new("openssl")
+            .args(["s_client", "-connect"])
+            .arg(format!("127.0.0.1:{port}"))
+            // OpenSSL 3 refuses below TLS 1.2 at its default security
+            // level; level 0 makes a refusal the server's.
+            .args([version, "-cipher", "DEFAULT:@SECLEVEL=0"]),
     );
     let wanted = match version {
         "-tls1_3" => "New, TLSv1.3,",
@@ -352,7 +346,7 @@ fn handshake(port: u16, version: &str) -> (bool, String) {
         "-tls1_1" => "New, TLSv1.1,",
         _ => "New, TLSv1,",
     };
-    (out.status.success() && text.contains(wanted), text)
+    (ok && text.contains(wanted), text)
 }
 
 #[test]

@@ -394,6 +394,13 @@ pub fn lab_tool(name: &str) -> PathBuf {
 /// Runs a command to completion; returns its exit success and its combined
 /// output, for assertions that quote it.
 pub fn run(cmd: &mut Command) -> (bool, String) {
+    let (status, text) = run_status(cmd);
+    (status.success(), text)
+}
+
+/// [`run`], with the exit status itself (for tools whose exit codes say
+/// more than success or failure).
+pub fn run_status(cmd: &mut Command) -> (std::process::ExitStatus, String) {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -403,5 +410,5 @@ pub fn run(cmd: &mut Command) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (out.status.success(), text)
+    (out.status, text)
 }

@@ -90,9 +90,9 @@ fn pem(
 /// Reads and checks the file at `path` and what it names, and the
 /// versions of those files. The users' authenticator (and so its cache of
 /// checked passwords) is kept from `previous` when the users did not change.
-/// Loads `path`; on a reload, `previous` is the version in force and
-/// `http2` the setting fixed at start, which the TLS configuration's ALPN
-/// keeps offering whatever the file now says.
+/// On a reload, `previous` is the version in force and `http2` the setting
+/// fixed at start, which the TLS configuration's ALPN keeps offering
+/// whatever the file now says.
 fn load(
     path: &Path,
     previous: Option<&Active>,
